@@ -1,0 +1,69 @@
+"""Writes a benchmark's result file in the project's one format.
+
+``{"benchmark", "command", "date", "machine", "simulated", "metrics", "goals"}``
+where each goal is ``{"target": text, "met": bool}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> str:
+    """A one-line description of the machine the benchmark ran on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (
+        f"{cpu}; {os.cpu_count()} cores; {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}"
+    )
+
+
+def write_result(
+    name: str,
+    *,
+    metrics: dict[str, float | int],
+    goals: dict[str, dict[str, Any]],
+    simulated: bool,
+    extra: dict[str, Any] | None = None,
+    command: str | None = None,
+    machine_text: str | None = None,
+) -> Path:
+    """Write ``benchmarks/results/NAME.json`` and return its path."""
+    record: dict[str, Any] = {
+        "benchmark": name,
+        "command": command or "python -m " + shlex.join([_module_name(), *sys.argv[1:]]),
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine_text or machine(),
+        "simulated": simulated,
+        "metrics": metrics,
+        "goals": goals,
+    }
+    if extra:
+        record.update(extra)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _module_name() -> str:
+    main = sys.modules["__main__"]
+    spec = getattr(main, "__spec__", None)
+    return spec.name if spec is not None else Path(sys.argv[0]).stem

@@ -1,0 +1,1 @@
+"""Thin Typer layers over the goa and trust libraries."""

@@ -1,0 +1,31 @@
+"""The ``goa`` command. Every command is a thin call into the goa library.
+
+Nothing heavy is imported at module level, so ``goa --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from cli.ask_cmd import ask
+from cli.cards_cmd import cards_app
+from cli.models_cmd import models_app
+
+app = typer.Typer(
+    name="goa",
+    help="Graph-of-Agents: several LLMs answer together as a graph.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("ask")(ask)
+app.add_typer(cards_app, name="cards")
+app.add_typer(models_app, name="models")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

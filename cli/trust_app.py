@@ -1,0 +1,26 @@
+"""The ``trust`` command: reasoning audits and the TRUST ledger."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="trust",
+    help="TRUST: audit chains of thought and record every decision on a verifiable ledger.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """TRUST: audit chains of thought and record every decision on a verifiable ledger."""
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

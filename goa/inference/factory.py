@@ -1,0 +1,48 @@
+"""From a model card to a ready backend: the one place that knows every backend kind."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from goa import paths
+from goa.errors import ConfigError
+from goa.inference.backend import Backend
+from goa.inference.cache import CachedBackend, ResponseCache
+
+if TYPE_CHECKING:
+    from goa.cards import ModelCard
+
+
+def backend_for_card(card: ModelCard, *, cache: ResponseCache | bool = False) -> Backend:
+    """The backend that serves ``card``, optionally behind the response cache.
+
+    ``cache=True`` uses the shared cache in the user data directory; a
+    :class:`ResponseCache` uses that one; ``False`` (the default) uses none.
+    """
+    backend = _bare_backend(card)
+    if cache is False:
+        return backend
+    store = ResponseCache(paths.cache_path()) if cache is True else cache
+    return CachedBackend(backend, store)
+
+
+def _bare_backend(card: ModelCard) -> Backend:
+    if card.backend == "litellm":
+        from goa.inference.litellm_backend import LiteLLMBackend
+
+        prices = card.prices
+        return LiteLLMBackend(
+            card.model,
+            api_base=card.api_base,
+            api_key_env=card.api_key_env,
+            input_price_per_mtok=prices.input_per_mtok if prices else None,
+            output_price_per_mtok=prices.output_per_mtok if prices else None,
+        )
+    if card.backend == "llamacpp":
+        from goa.inference.llamacpp_backend import LlamaCppBackend
+
+        return LlamaCppBackend(card.model)
+    raise ConfigError(
+        f"card {card.id!r} (backend)",
+        f"the {card.backend!r} backend cannot be built from a card yet",
+    )
