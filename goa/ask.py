@@ -47,10 +47,19 @@ async def aask(
     max_tokens: int = 512,
     temperature: float = 0.0,
     cache: bool = False,
+    progress: bool = False,
 ) -> Answer:
-    """Answer ``question`` with the pool (default: the configured default pool)."""
+    """Answer ``question`` with the pool (default: the configured default pool).
+
+    ``progress`` shows a progress bar (on stderr) while a local model that is not
+    there yet is downloaded and assembled.
+    """
     chosen_pool = pool if isinstance(pool, Pool) else load_pool(pool)
     card = choose_agent(chosen_pool, agent)
+    if card.backend == "llamacpp":
+        from goa.inference.local_models import ensure_model
+
+        await asyncio.to_thread(ensure_model, card.model, progress=progress)
     backend = backend_for_card(card, cache=cache)
     request = ChatRequest.of(
         question,

@@ -26,13 +26,32 @@ def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_list_json_parses(models_dir: Path) -> None:
     result = runner.invoke(models_app, ["list", "--json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)
+    listing = json.loads(result.stdout)
+    rows = listing["local"]
     assert [row["id"] for row in rows] == list(LOCAL_MODELS)
     smollm2 = rows[0]
     assert smollm2["size"] == 98_362_432
     assert smollm2["licence"] == "Apache-2.0"
     assert smollm2["present"] is False
     assert smollm2["path"] == str(models_dir / "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def test_list_says_which_card_models_are_ready(
+    models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-123456")
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    result = runner.invoke(models_app, ["list", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "sk-test-not-a-real-key-123456" not in result.output
+    cards = {row["card"]: row for row in json.loads(result.stdout)["cards"]}
+    assert cards["gpt-4o"]["ready"] is True
+    assert cards["gpt-4o"]["detail"] == "key present in $OPENAI_API_KEY"
+    assert cards["claude-haiku-4-5"]["ready"] is False
+    assert "ANTHROPIC_API_KEY" in cards["claude-haiku-4-5"]["detail"]
+    assert cards["smollm2-135m"]["ready"] is False  # the models folder is empty here
+    assert "goa models pull smollm2-135m" in cards["smollm2-135m"]["detail"]
+    assert cards["mathstral-7b"]["detail"].startswith("server at http://localhost:8000/v1")
 
 
 def test_list_table_names_every_model(models_dir: Path) -> None:

@@ -88,6 +88,7 @@ class OpenAIStubServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else headers and body wait on delayed ACKs
 
             def log_message(self, format: str, *args: Any) -> None:
                 return None

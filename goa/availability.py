@@ -1,0 +1,53 @@
+"""Whether a card's model can be used here and now, without making a request.
+
+- llama.cpp cards: the GGUF file is downloaded (``goa models pull`` fetches it,
+  and first use does too).
+- litellm cards with ``api_key_env``: that environment variable is set (its value
+  is never read out or shown).
+- litellm cards with an ``api_base`` and no key: a server you run; whether it is
+  up is not checked here.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import BaseModel
+
+from goa.cards import ModelCard
+
+
+class Availability(BaseModel):
+    """``ready`` is a yes/no; ``detail`` says what it rests on, for people."""
+
+    card: str
+    backend: str
+    model: str
+    ready: bool
+    detail: str
+
+
+def availability(card: ModelCard) -> Availability:
+    """What is known, offline, about whether ``card`` can answer."""
+    ready, detail = _check(card)
+    return Availability(
+        card=card.id, backend=card.backend, model=card.model, ready=ready, detail=detail
+    )
+
+
+def _check(card: ModelCard) -> tuple[bool, str]:
+    if card.backend == "llamacpp":
+        from goa.inference import local_models
+
+        if local_models.is_present(card.model):
+            return True, f"file present: {local_models.model_path(card.model)}"
+        return False, f"file not downloaded yet (goa models pull {card.model})"
+    if card.backend == "litellm":
+        if card.api_key_env:
+            if os.environ.get(card.api_key_env):
+                return True, f"key present in ${card.api_key_env}"
+            return False, f"no key: set ${card.api_key_env}"
+        if card.api_base:
+            return True, f"server at {card.api_base} (not checked)"
+        return True, "no key needed"
+    return False, f"the {card.backend} backend cannot be built from a card yet"
