@@ -4,7 +4,9 @@ For each model: pull and verify it if missing, load it (timed), then answer the
 same prompt ``--runs`` times greedily with at most ``--max-tokens`` new tokens.
 Speed is completion tokens over the wall time of the call (prompt processing
 included), the median over runs; the model is loaded before timing starts.
-Usage: ``.venv/bin/python -m benchmarks.local_models [--threads N] [--runs N]``.
+Each model is measured with goa's default thread count (metrics
+``tokens_per_s_<id>``) and with one thread (``tokens_per_s_<id>_1thread``).
+Usage: ``.venv/bin/python -m benchmarks.local_models [--runs N] [--max-tokens N]``.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import time
 
 from benchmarks.results_file import write_result
 from goa.inference import ChatRequest, allow_model_requests
-from goa.inference.llamacpp_backend import LlamaCppBackend, unload_models
+from goa.inference.llamacpp_backend import LlamaCppBackend, default_threads, unload_models
 from goa.inference.local_models import LOCAL_MODELS, ensure_model
 
 PROMPT = "Explain in a detailed paragraph how a hash table works and why lookups are fast."
 
 
-def measure(model_id: str, *, threads: int | None, runs: int, max_tokens: int) -> dict[str, float]:
+def measure(model_id: str, *, threads: int, runs: int, max_tokens: int) -> dict[str, float]:
     """Load time, median tokens per second and median completion length of one model."""
     ensure_model(model_id, progress=True)
     backend = LlamaCppBackend(model_id, n_threads=threads)
@@ -46,21 +48,24 @@ def measure(model_id: str, *, threads: int | None, runs: int, max_tokens: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=128)
     args = parser.parse_args()
     metrics: dict[str, float | int] = {}
-    table = {}
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    default = default_threads()
+    settings = {"": default, "_1thread": 1} if default != 1 else {"": 1}
     with allow_model_requests():
         for model_id in LOCAL_MODELS:
-            result = measure(
-                model_id, threads=args.threads, runs=args.runs, max_tokens=args.max_tokens
-            )
-            table[model_id] = result
-            metrics[f"tokens_per_s_{model_id}"] = result["tokens_per_s"]
-            metrics[f"load_s_{model_id}"] = result["load_s"]
-            print(f"{model_id}: {result}")
+            table[model_id] = {}
+            for suffix, threads in settings.items():
+                result = measure(
+                    model_id, threads=threads, runs=args.runs, max_tokens=args.max_tokens
+                )
+                table[model_id][f"{threads} threads"] = result
+                metrics[f"tokens_per_s_{model_id}{suffix}"] = result["tokens_per_s"]
+                metrics[f"load_s_{model_id}{suffix}"] = result["load_s"]
+                print(f"{model_id}, {threads} threads: {result}")
     path = write_result(
         "local-models",
         metrics=metrics,
@@ -68,7 +73,7 @@ def main() -> None:
         simulated=False,
         extra={
             "settings": {
-                "threads": args.threads or "llama.cpp default",
+                "default_threads": default,
                 "runs": args.runs,
                 "max_tokens": args.max_tokens,
                 "prompt": PROMPT,

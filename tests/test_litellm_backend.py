@@ -642,6 +642,25 @@ def test_concurrency_is_limited_in_every_event_loop(stub: Route) -> None:
         assert peak[0] == 2
 
 
+@pytest.mark.allow_model_requests
+def test_backends_of_one_model_share_its_limit(stub: Route) -> None:
+    """Two agents on the same model and server count against one limit."""
+    first = LiteLLMBackend("openai/gpt-4o-mini", api_base=STUB_BASE, max_concurrency=2)
+    second = LiteLLMBackend("openai/gpt-4o-mini", api_base=STUB_BASE, max_concurrency=2)
+
+    async def burst() -> list[Completion]:
+        calls = [b.complete(ChatRequest.of("x")) for b in (first, second) for _ in range(3)]
+        try:
+            return await asyncio.gather(*calls)
+        finally:
+            await first.aclose()
+
+    peak = [0]
+    stub.side_effect = _gate(peak)
+    assert len(asyncio.run(burst())) == 6
+    assert peak[0] == 2
+
+
 def test_importing_the_backend_does_not_import_litellm() -> None:
     code = "import sys, goa.inference.litellm_backend; print('litellm' in sys.modules)"
     result = subprocess.run(

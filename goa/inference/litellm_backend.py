@@ -26,6 +26,7 @@ import asyncio
 import logging
 import os
 import time
+import weakref
 from typing import Any
 
 from goa.errors import ModelRequestError
@@ -84,11 +85,26 @@ def _load_litellm() -> Any:
     return _litellm
 
 
+_limiters: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, str | None], asyncio.Semaphore]
+] = weakref.WeakKeyDictionary()
+
+
+def _shared_limiter(key: tuple[str, str | None], limit: int) -> asyncio.Semaphore:
+    """One semaphore per (model, api_base) and event loop, made on first use."""
+    per_loop = _limiters.setdefault(asyncio.get_running_loop(), {})
+    semaphore = per_loop.get(key)
+    if semaphore is None:
+        semaphore = per_loop[key] = asyncio.Semaphore(limit)
+    return semaphore
+
+
 class LiteLLMBackend:
     """Chat completions through litellm, with retries, a concurrency limit and cost accounting.
 
-    At most ``max_concurrency`` requests of this backend are in flight at once
-    (per event loop); each attempt is cut off after ``timeout_s``. Rate limits,
+    At most ``max_concurrency`` requests to one model at one server are in flight
+    at once, shared by every backend of that model in the event loop (the first
+    backend's limit applies); each attempt is cut off after ``timeout_s``. Rate limits,
     5xx answers, timeouts and dropped connections are retried up to
     ``max_retries`` times; other failures raise :class:`ModelRequestError` at once.
 
@@ -136,8 +152,6 @@ class LiteLLMBackend:
         self._pricing_resolved = False
         self._rates: tuple[float, float] | None = None
         self._litellm_prices = False
-        self._semaphore: asyncio.Semaphore | None = None
-        self._semaphore_loop: asyncio.AbstractEventLoop | None = None
         self._fixed_params: dict[str, Any] = {
             "model": model,
             "timeout": timeout_s,
@@ -240,12 +254,10 @@ class LiteLLMBackend:
         return result
 
     def _limiter(self) -> asyncio.Semaphore:
-        """The concurrency limit of the running event loop (a new one for each loop)."""
-        loop = asyncio.get_running_loop()
-        if self._semaphore is None or self._semaphore_loop is not loop:
-            self._semaphore = asyncio.Semaphore(self._max_concurrency)
-            self._semaphore_loop = loop
-        return self._semaphore
+        """The concurrency limit of this model (and server) in the running event loop."""
+        return _shared_limiter(
+            (self._model, self._fixed_params.get("api_base")), self._max_concurrency
+        )
 
     async def _attempt(
         self, litellm: Any, params: dict[str, Any], api_key: str | None

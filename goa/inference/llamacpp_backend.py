@@ -27,6 +27,7 @@ model does not go on to write the next turns of the dialogue itself.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -91,12 +92,24 @@ def _open(path: Path, n_ctx: int, n_threads: int | None) -> LoadedModel:
     start = time.perf_counter()
     try:
         llama = llama_cpp.Llama(
-            model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=n_threads or default_threads(),
+            verbose=False,
         )
     except (ValueError, RuntimeError) as exc:
         raise ModelFileError(f"{path}: llama.cpp could not load it: {exc}") from None
     template = bool(llama.metadata.get("tokenizer.chat_template"))
     return LoadedModel(llama, path, template, time.perf_counter() - start)
+
+
+def default_threads() -> int:
+    """Threads goa gives llama.cpp when none are named: every core on small machines
+    (measured on 2 cores: 16.6 tokens/s with 2 threads against 9.6 with llama.cpp's
+    own default of half the cores, for Qwen2.5-Coder-1.5B), half the logical cores
+    (about the physical ones) on larger machines."""
+    cores = os.cpu_count() or 1
+    return cores if cores <= 4 else cores // 2
 
 
 def plain_prompt(messages: Sequence[Message]) -> str:
