@@ -2,7 +2,7 @@
 
 The key is a SHA-256 over the backend kind, the model string and everything in
 the request that can change the answer (messages, temperature, max_tokens,
-seed, stop). Tags are not part of the key: the same question asked for two
+seed, stop, json_schema). Tags are not part of the key: the same question asked for two
 agents of the same model is one cached answer. A sampled request with no seed
 (temperature > 0, seed None) is meant to differ each time and is never cached.
 
@@ -20,7 +20,8 @@ import threading
 from pathlib import Path
 
 from goa.inference.backend import Backend
-from goa.inference.types import ChatRequest, Completion
+from goa.inference.streaming import complete_streaming
+from goa.inference.types import ChatRequest, Completion, OnDelta
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -35,7 +36,7 @@ CREATE TABLE IF NOT EXISTS responses (
 
 def cache_key(backend: str, model: str, request: ChatRequest) -> str:
     """The cache key of a request to one model."""
-    payload = {
+    payload: dict[str, object] = {
         "backend": backend,
         "model": model,
         "messages": [[m.role, m.content] for m in request.messages],
@@ -44,6 +45,8 @@ def cache_key(backend: str, model: str, request: ChatRequest) -> str:
         "seed": request.seed,
         "stop": list(request.stop),
     }
+    if request.json_schema is not None:
+        payload["json_schema"] = request.json_schema
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -115,16 +118,27 @@ class CachedBackend:
         return self.inner.model
 
     async def complete(self, request: ChatRequest) -> Completion:
-        if not cacheable(request):
-            return await self.inner.complete(request)
+        return await self._complete(request, None)
+
+    async def complete_stream(self, request: ChatRequest, on_delta: OnDelta) -> Completion:
+        """Streams from the inner backend; a cache hit arrives as one piece."""
+        return await self._complete(request, on_delta)
+
+    async def _complete(self, request: ChatRequest, on_delta: OnDelta | None) -> Completion:
         key = cache_key(self.inner.name, self.inner.model, request)
-        hit = await asyncio.to_thread(self.cache.get, key)
-        if hit is not None:
-            return hit.model_copy(
-                update={"cached": True, "latency_s": 0.0, "cost_usd": 0.0, "tags": request.tags}
-            )
-        completion = await self.inner.complete(request)
-        if completion.finish_reason != "error":
+        if cacheable(request):
+            hit = await asyncio.to_thread(self.cache.get, key)
+            if hit is not None:
+                if on_delta is not None and hit.text:
+                    on_delta(hit.text)
+                return hit.model_copy(
+                    update={"cached": True, "latency_s": 0.0, "cost_usd": 0.0, "tags": request.tags}
+                )
+        if on_delta is None:
+            completion = await self.inner.complete(request)
+        else:
+            completion = await complete_streaming(self.inner, request, on_delta)
+        if cacheable(request) and completion.finish_reason != "error":
             await asyncio.to_thread(self.cache.put, key, completion)
         return completion
 

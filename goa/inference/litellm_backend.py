@@ -39,7 +39,7 @@ from goa.inference.retry import (
     make_retrying,
     parse_retry_after,
 )
-from goa.inference.types import ChatRequest, Completion, FinishReason, Usage
+from goa.inference.types import ChatRequest, Completion, FinishReason, OnDelta, Usage
 
 BACKEND_NAME = "litellm"
 TIMEOUT_GRACE_S = 1.0
@@ -192,6 +192,65 @@ class LiteLLMBackend:
             tags=request.tags,
         )
 
+    async def complete_stream(self, request: ChatRequest, on_delta: OnDelta) -> Completion:
+        """Stream the reply, handing each piece to ``on_delta``.
+
+        A failure before the first piece falls back to :meth:`complete` (with its
+        retries) and hands over the whole text at once; a failure mid-stream is
+        final, since part of the answer was already shown. Usage comes from the
+        stream's closing usage block (``stream_options.include_usage``); a server
+        that sends none leaves the token counts at 0 and the cost unknown.
+        """
+        check_model_request(BACKEND_NAME, self._model)
+        litellm = _litellm if _litellm is not None else _load_litellm()
+        params, api_key = self._params(request)
+        params["stream"] = True
+        params["stream_options"] = {"include_usage": True}
+        start = time.perf_counter()
+        pieces: list[str] = []
+        usage: Usage | None = None
+        finish: FinishReason = "unknown"
+        try:
+            async with self._limiter():
+                stream = await litellm.acompletion(**params)
+                async for chunk in stream:
+                    for choice in getattr(chunk, "choices", None) or []:
+                        piece = getattr(choice.delta, "content", None)
+                        if piece:
+                            pieces.append(piece)
+                            on_delta(piece)
+                        raw = getattr(choice, "finish_reason", None)
+                        if isinstance(raw, str):
+                            finish = _FINISH_REASONS.get(raw, "unknown")
+                    block = getattr(chunk, "usage", None)
+                    if block is not None and getattr(block, "completion_tokens", None):
+                        usage = Usage(
+                            prompt_tokens=_token_count(block.prompt_tokens),
+                            completion_tokens=_token_count(block.completion_tokens),
+                        )
+        except Exception as exc:
+            if not pieces:
+                log.info(
+                    "%s:%s stream failed before any text; retrying without streaming",
+                    BACKEND_NAME,
+                    self._model,
+                )
+                completion = await self.complete(request)
+                if completion.text:
+                    on_delta(completion.text)
+                return completion
+            raise self._final_error(classify_failure(exc, litellm, secrets=(api_key,))) from None
+        return Completion(
+            text="".join(pieces),
+            usage=usage or Usage(),
+            cost_usd=self._cost(litellm, usage) if usage is not None else None,
+            latency_s=time.perf_counter() - start,
+            finish_reason=finish,
+            backend=BACKEND_NAME,
+            model=self._model,
+            tags=request.tags,
+        )
+
     async def aclose(self) -> None:
         """Let litellm's background logging of this event loop finish (nothing else is held)."""
         if _litellm is None:
@@ -218,6 +277,11 @@ class LiteLLMBackend:
             params["seed"] = request.seed
         if request.stop:
             params["stop"] = list(request.stop)
+        if request.json_schema is not None:
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "reply", "schema": request.json_schema},
+            }
         api_key: str | None = None
         if self._api_key_env is not None:
             api_key = os.environ.get(self._api_key_env)

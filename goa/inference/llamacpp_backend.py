@@ -27,10 +27,11 @@ model does not go on to write the next turns of the dialogue itself.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from typing import Any
 from goa.errors import ModelFileError, ModelRequestError
 from goa.inference import local_models
 from goa.inference.guard import check_model_request
-from goa.inference.types import ChatRequest, Completion, FinishReason, Message, Usage
+from goa.inference.types import ChatRequest, Completion, FinishReason, Message, OnDelta, Usage
 
 BACKEND_NAME = "llamacpp"
 PLAIN_STOPS = ("\nUser:", "\nAssistant:")
@@ -182,9 +183,22 @@ class LlamaCppBackend:
         return load_model(self.model_file(), n_ctx=self._n_ctx, n_threads=self._n_threads)
 
     async def complete(self, request: ChatRequest) -> Completion:
+        return await self._complete(request, None)
+
+    async def complete_stream(self, request: ChatRequest, on_delta: OnDelta) -> Completion:
+        """Like :meth:`complete`, handing the text to ``on_delta`` as it is generated
+        (called on the event loop's thread)."""
+        loop = asyncio.get_running_loop()
+
+        def from_worker(piece: str) -> None:
+            loop.call_soon_threadsafe(on_delta, piece)
+
+        return await self._complete(request, from_worker)
+
+    async def _complete(self, request: ChatRequest, on_delta: OnDelta | None) -> Completion:
         check_model_request(BACKEND_NAME, self._model)
         start = time.perf_counter()
-        text, usage, finish = await asyncio.to_thread(self._generate, request)
+        text, usage, finish = await asyncio.to_thread(self._generate, request, on_delta)
         return Completion(
             text=text,
             usage=usage,
@@ -200,13 +214,15 @@ class LlamaCppBackend:
         """Nothing to release: loaded models are shared by the process."""
         return None
 
-    def _generate(self, request: ChatRequest) -> tuple[str, Usage, FinishReason]:
+    def _generate(
+        self, request: ChatRequest, on_delta: OnDelta | None
+    ) -> tuple[str, Usage, FinishReason]:
         loaded = self.load()
         with loaded.lock:
             try:
                 if loaded.has_chat_template:
-                    return _chat(loaded.llama, request)
-                return _plain(loaded.llama, request)
+                    return _chat(loaded.llama, request, on_delta)
+                return _plain(loaded.llama, request, on_delta)
             except ValueError as exc:  # e.g. the prompt does not fit the context
                 raise ModelRequestError(f"llamacpp:{self._model}: {exc}") from None
 
@@ -228,16 +244,65 @@ def _usage(response: dict[str, Any]) -> Usage:
     )
 
 
-def _chat(llama: Any, request: ChatRequest) -> tuple[str, Usage, FinishReason]:
+def _chat(
+    llama: Any, request: ChatRequest, on_delta: OnDelta | None
+) -> tuple[str, Usage, FinishReason]:
     messages = [{"role": m.role, "content": m.content} for m in request.messages]
-    response = llama.create_chat_completion(messages=messages, **_sampling(request))
-    choice = response["choices"][0]
-    text = choice["message"].get("content") or ""
-    return text, _usage(response), _finish(choice.get("finish_reason"))
+    options = _sampling(request)
+    if request.json_schema is not None:  # llama.cpp turns the schema into a grammar
+        options["response_format"] = {"type": "json_object", "schema": request.json_schema}
+    if on_delta is None:
+        response = llama.create_chat_completion(messages=messages, **options)
+        choice = response["choices"][0]
+        text = choice["message"].get("content") or ""
+        return text, _usage(response), _finish(choice.get("finish_reason"))
+    chunks = llama.create_chat_completion(messages=messages, stream=True, **options)
+    return _collect(llama, chunks, on_delta, lambda choice: choice["delta"].get("content"))
 
 
-def _plain(llama: Any, request: ChatRequest) -> tuple[str, Usage, FinishReason]:
+def _plain(
+    llama: Any, request: ChatRequest, on_delta: OnDelta | None
+) -> tuple[str, Usage, FinishReason]:
     prompt = plain_prompt(request.messages)
-    response = llama.create_completion(prompt=prompt, **_sampling(request, PLAIN_STOPS))
-    choice = response["choices"][0]
-    return choice["text"].strip(), _usage(response), _finish(choice.get("finish_reason"))
+    options = _sampling(request, PLAIN_STOPS)
+    if request.json_schema is not None:
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        options["grammar"] = LlamaGrammar.from_json_schema(
+            json.dumps(request.json_schema), verbose=False
+        )
+    if on_delta is None:
+        response = llama.create_completion(prompt=prompt, **options)
+        choice = response["choices"][0]
+        return choice["text"].strip(), _usage(response), _finish(choice.get("finish_reason"))
+    chunks = llama.create_completion(prompt=prompt, stream=True, **options)
+    text, usage, finish = _collect(llama, chunks, on_delta, lambda choice: choice.get("text"))
+    return text.strip(), usage, finish
+
+
+def _collect(
+    llama: Any,
+    chunks: Iterable[dict[str, Any]],
+    on_delta: OnDelta,
+    piece_of: Callable[[dict[str, Any]], str | None],
+) -> tuple[str, Usage, FinishReason]:
+    """Joins streamed chunks, passing each piece on. Streams carry no usage block:
+    completion tokens are counted by re-tokenising the text, and the prompt is the
+    rest of what the context now holds."""
+    pieces: list[str] = []
+    finish: object = None
+    for chunk in chunks:
+        choice = chunk["choices"][0]
+        piece = piece_of(choice) or ""
+        if piece:
+            pieces.append(piece)
+            on_delta(piece)
+        finish = choice.get("finish_reason") or finish
+    text = "".join(pieces)
+    completion_tokens = len(llama.tokenize(text.encode("utf-8"), add_bos=False)) if text else 0
+    prompt_tokens = max(0, int(llama.n_tokens) - completion_tokens)
+    return (
+        text,
+        Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+        _finish(finish),
+    )

@@ -6,11 +6,12 @@ It makes no real request, so the real-request switch never stops it.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Iterable
 from itertools import count
 
 from goa.errors import ModelRequestError
-from goa.inference.types import ChatRequest, Completion, FinishReason, Usage
+from goa.inference.types import ChatRequest, Completion, FinishReason, OnDelta, Usage
 
 Reply = str | Completion | Exception
 Responder = Callable[[ChatRequest], Reply]
@@ -86,6 +87,13 @@ class ScriptedBackend:
             model=self._model,
             tags=request.tags,
         )
+
+    async def complete_stream(self, request: ChatRequest, on_delta: OnDelta) -> Completion:
+        """Like :meth:`complete`, handing the text to ``on_delta`` word by word."""
+        completion = await self.complete(request)
+        for piece in re.findall(r"\S+\s*|\s+", completion.text):
+            on_delta(piece)
+        return completion
 
     async def aclose(self) -> None:
         return None

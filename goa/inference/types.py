@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,7 +31,13 @@ class Tags(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    """A chat request. Tags are for accounting only and never change the answer."""
+    """A chat request. Tags are for accounting only and never change the answer.
+
+    ``json_schema`` asks for a reply that is one JSON value matching the schema.
+    Backends that can enforce it do (llama.cpp by a grammar, API models by
+    ``response_format`` where the provider supports it); others ignore it, so
+    callers still validate what comes back.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -39,6 +46,7 @@ class ChatRequest(BaseModel):
     max_tokens: int = Field(default=512, ge=1)
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    json_schema: dict[str, Any] | None = None
     tags: Tags = Tags()
 
     @classmethod
@@ -80,3 +88,7 @@ class Completion(BaseModel):
     model: str
     cached: bool = False
     tags: Tags = Tags()
+
+
+OnDelta = Callable[[str], None]
+"""Called with each new piece of text while a completion streams."""

@@ -1,7 +1,8 @@
 """A stand-in OpenAI-compatible server on loopback, for tests and benchmarks.
 
 It answers ``POST /v1/chat/completions`` with a fixed reply (or one computed
-from the request) and ``GET /v1/models`` with one model, instantly. It runs in
+from the request), streamed as server-sent events word by word when the
+request asks for ``stream``, and ``GET /v1/models`` with one model, instantly. It runs in
 a background thread; use it as a context manager::
 
     with OpenAIStubServer(reply="4") as server:
@@ -11,6 +12,7 @@ a background thread; use it as a context manager::
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -119,6 +121,45 @@ class OpenAIStubServer:
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send(404, {"error": {"message": "not found"}})
                     return
-                self._send(200, stub._answer(body))
+                answer = stub._answer(body)
+                if body.get("stream"):
+                    self._send_stream(answer, body)
+                else:
+                    self._send(200, answer)
+
+            def _send_stream(self, answer: dict[str, Any], body: dict[str, Any]) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                text = answer["choices"][0]["message"]["content"]
+                pieces = re.findall(r"\S+\s*|\s+", text) or [""]
+                base = {k: answer[k] for k in ("id", "created", "model")}
+                for i, piece in enumerate(pieces):
+                    last = i == len(pieces) - 1
+                    choice = {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": piece}
+                        if i == 0
+                        else {"content": piece},
+                        "finish_reason": "stop" if last else None,
+                    }
+                    self._event({**base, "object": "chat.completion.chunk", "choices": [choice]})
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    self._event(
+                        {
+                            **base,
+                            "object": "chat.completion.chunk",
+                            "choices": [],
+                            "usage": answer["usage"],
+                        }
+                    )
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+                self.close_connection = True
+
+            def _event(self, payload: dict[str, Any]) -> None:
+                self.wfile.write(b"data: " + json.dumps(payload).encode("utf-8") + b"\n\n")
+                self.wfile.flush()
 
         return Handler
