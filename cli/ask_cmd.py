@@ -1,53 +1,171 @@
-"""``goa ask``: answer one question with a pool of models."""
+"""``goa ask``: answer one question with Graph-of-Agents.
+
+Stdout carries only the answer (or, with ``--json``, the whole result); progress,
+the ``-v`` graph tree and the ``--usage`` table go to stderr. On a terminal the
+call that produces the final answer streams as it is generated.
+"""
 
 from __future__ import annotations
 
-import json
-from typing import Annotated
+import sys
+from collections.abc import Callable
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.errors import reports_errors
+from cli.errors import fail, reports_errors
+
+if TYPE_CHECKING:
+    from goa.pipeline import GraphOfAgents
+    from goa.result import Result
+
+
+class PoolingChoice(StrEnum):
+    max = "max"
+    mean = "mean"
+
+
+class SelectorChoice(StrEnum):
+    llm = "llm"
+    embedding = "embedding"
+    all = "all"
+    profile = "profile"
 
 
 @reports_errors
 def ask(
-    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    question: Annotated[str, typer.Argument(help="The question, or - to read it from stdin.")],
     pool: Annotated[
         str | None, typer.Option(help="Pool of models (default: the configured default, 'local').")
     ] = None,
-    agent: Annotated[
-        str | None, typer.Option(help="Card id of the agent to ask (default: the pool's largest).")
+    model: Annotated[
+        list[str] | None,
+        typer.Option("-m", "--model", help="Use only this card (repeatable)."),
     ] = None,
-    max_tokens: Annotated[int, typer.Option(min=1, help="Most tokens in the answer.")] = 512,
-    temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.0,
-    cache: Annotated[
-        bool, typer.Option(help="Reuse and store answers in the response cache.")
+    k: Annotated[int, typer.Option("-k", min=1, help="How many agents node sampling picks.")] = 3,
+    pooling: Annotated[
+        PoolingChoice,
+        typer.Option(
+            help="max: the top agent's answer; mean: the meta model synthesises all answers."
+        ),
+    ] = PoolingChoice.max,
+    selector: Annotated[SelectorChoice, typer.Option(help="How agents are picked.")] = (
+        SelectorChoice.llm
+    ),
+    adaptive_k: Annotated[
+        bool, typer.Option(help="Let the meta model's difficulty rating set k.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds of forward and reverse passing.")] = 1,
+    early_exit: Annotated[
+        bool, typer.Option(help="Stop after the first answers when they all agree.")
+    ] = False,
+    meta: Annotated[
+        str | None, typer.Option(help="Card id of the meta model (default: the pool's largest).")
+    ] = None,
+    structured: Annotated[
+        bool, typer.Option(help="Ask for schema-constrained JSON where the backend can.")
+    ] = False,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Most tokens per call.")] = 512,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.0,
+    timeout: Annotated[
+        float | None, typer.Option(min=0.001, help="Seconds each call may take.")
+    ] = None,
+    budget: Annotated[
+        float | None, typer.Option(min=0.0, help="Most USD the selected agents may cost.")
+    ] = None,
+    cache: Annotated[bool, typer.Option(help="Reuse and store answers in the response cache.")] = (
+        False
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole result as JSON.")] = (
+        False
+    ),
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Show the graph, scores and timings (stderr).")
+    ] = False,
+    usage: Annotated[
+        bool, typer.Option("--usage", help="Show tokens, cost and latency per agent (stderr).")
+    ] = False,
 ) -> None:
-    """Answer QUESTION with a pool of models (the embedded local models by default)."""
-    from goa.ask import ask as run_ask
+    """Answer QUESTION with Graph-of-Agents over a pool of models (the embedded local
+    models by default). Exit code 1 when no agent could answer."""
+    if question == "-":
+        question = sys.stdin.read()
+    if not question.strip():
+        raise fail("the question is empty")
+    from goa.ask import pool_for
+    from goa.pipeline import GraphOfAgents
 
-    answer = run_ask(
-        question,
-        pool=pool,
-        agent=agent,
+    goa = GraphOfAgents(
+        pool_for(pool, model or ()),
+        k=k,
+        selector=selector.value,
+        adaptive_k=adaptive_k,
+        pooling=pooling.value,
+        rounds=rounds,
+        early_exit=early_exit,
+        meta=meta,
+        structured=structured,
         max_tokens=max_tokens,
         temperature=temperature,
+        timeout_s=timeout,
+        budget_usd=budget,
         cache=cache,
         progress=True,
     )
-    if as_json:
-        print(json.dumps(answer.model_dump(mode="json"), indent=2))
-        return
-    from rich.console import Console
+    streaming = not as_json and sys.stdout.isatty()
+    result, streamed = _run(goa, question.strip(), streaming=streaming)
+    _report(result, as_json=as_json, streamed=streamed)
+    if verbose:
+        from cli.result_view import print_tree
 
-    usage = answer.completion.usage
-    cost = answer.completion.cost_usd
-    cost_text = "unknown" if cost is None else f"${cost:.6f}"
-    print(answer.answer)
-    Console(stderr=True).print(
-        f"[dim]{answer.agent}: {usage.prompt_tokens} prompt + {usage.completion_tokens} "
-        f"completion tokens, {answer.completion.latency_s:.1f} s, cost {cost_text}[/dim]"
-    )
+        print_tree(result)
+    if usage:
+        from cli.result_view import print_usage
+
+        print_usage(result)
+    if not result.answered:
+        raise typer.Exit(code=1)
+
+
+class _Streamed:
+    """Writes streamed pieces to the terminal (after stopping the progress line) and
+    keeps them, to compare with the final answer."""
+
+    def __init__(self, before_first: Callable[[], None]) -> None:
+        self.pieces: list[str] = []
+        self._before_first: Callable[[], None] | None = before_first
+
+    def __call__(self, piece: str) -> None:
+        if self._before_first is not None:
+            self._before_first()
+            self._before_first = None
+        self.pieces.append(piece)
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+
+def _run(goa: GraphOfAgents, question: str, *, streaming: bool) -> tuple[Result, str | None]:
+    """The result, and the text streamed to the terminal (None when not streaming)."""
+    from cli.result_view import stage_progress
+
+    with stage_progress() as (on_event, stop_progress):
+        streamed = _Streamed(stop_progress) if streaming else None
+        result = goa.run(question, on_event=on_event, on_delta=streamed)
+    return result, "".join(streamed.pieces) if streamed else None
+
+
+def _report(result: Result, *, as_json: bool, streamed: str | None) -> None:
+    if as_json:
+        print(result.model_dump_json(indent=2))
+        return
+    if not result.answered:
+        print(f"no answer: {result.reason}", file=sys.stderr)
+        return
+    answer = result.answer or ""
+    if streamed is not None and streamed.strip() == answer.strip():
+        print()  # the answer is on the screen already
+        return
+    if streamed:
+        print("\n(the streamed reply failed; the final answer follows)", file=sys.stderr)
+    print(answer)

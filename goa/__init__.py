@@ -10,7 +10,7 @@ import os as _os
 # goa uses the copy inside the package. Set before anything can import litellm.
 _os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from goa.ask import Answer, aask, ask
+from goa.ask import aask, ask
 from goa.cards import ModelCard, get_card
 from goa.errors import ConfigError, GoaError, ModelFileError, ModelRequestError
 from goa.inference import (
@@ -26,24 +26,28 @@ from goa.inference import (
     allow_model_requests,
     forbid_model_requests,
 )
+from goa.pipeline import GraphOfAgents
 from goa.pools import Pool, load_pool
+from goa.result import Event, Result
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Answer",
     "Backend",
     "CachedBackend",
     "ChatRequest",
     "Completion",
     "ConfigError",
+    "Event",
     "GoaError",
+    "GraphOfAgents",
     "Message",
     "ModelCard",
     "ModelFileError",
     "ModelRequestError",
     "Pool",
     "ResponseCache",
+    "Result",
     "ScriptedBackend",
     "Tags",
     "Usage",

@@ -1,82 +1,52 @@
-"""``ask``: one question to the pool, one answer back.
+"""``ask``: one question through the Graph-of-Agents pipeline, in one call.
 
-Until the Graph-of-Agents pipeline lands, ``ask`` puts the question to one agent
-of the pool: the one named, or else the pool's largest model (by
-``parameters_b``). The answer carries the agent, its usage, cost and latency.
+``ask(question, pool=..., models=[...], **options)`` is
+``GraphOfAgents(pool, **options).run(question)``, with ``models`` narrowing the
+pool to the named cards (cards outside the pool may be named too).
 """
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Sequence
+from typing import Any
 
-from pydantic import BaseModel
-
-from goa import prompts
-from goa.cards import ModelCard
-from goa.errors import ConfigError
-from goa.inference.factory import backend_for_card
-from goa.inference.types import ChatRequest, Completion, Tags
+from goa.cards import get_card
+from goa.errors import ConfigError, GoaError
+from goa.pipeline import GraphOfAgents
 from goa.pools import Pool, load_pool
+from goa.result import Result
 
 
-class Answer(BaseModel):
-    """The answer to one question, with who gave it and what it cost."""
+def pool_for(pool: str | Pool | None = None, models: Sequence[str] = ()) -> Pool:
+    """The pool (default: the configured default), narrowed to ``models`` if given."""
+    base = pool if isinstance(pool, Pool) else load_pool(pool)
+    if not models:
+        return base
+    in_pool = {card.id: card for card in base.cards}
+    chosen = []
+    for model in dict.fromkeys(models):
+        card = in_pool.get(model)
+        if card is None:
+            try:
+                card = get_card(model)
+            except GoaError:
+                known = ", ".join(in_pool)
+                raise ConfigError(
+                    f"--model {model}", f"no such card (pool {base.name!r} has: {known})"
+                ) from None
+        chosen.append(card)
+    return Pool(name=f"{base.name}[{','.join(c.id for c in chosen)}]", cards=tuple(chosen))
 
-    question: str
-    answer: str
-    agent: str
-    completion: Completion
 
-
-def choose_agent(pool: Pool, agent: str | None = None) -> ModelCard:
-    """The named agent of the pool, or its largest model."""
-    if agent is not None:
-        for card in pool.cards:
-            if card.id == agent:
-                return card
-        known = ", ".join(card.id for card in pool.cards)
-        raise ConfigError(f"pool {pool.name!r}", f"no agent {agent!r} (agents: {known})")
-    return max(pool.cards, key=lambda card: card.parameters_b or 0.0)
+def ask(
+    question: str, *, pool: str | Pool | None = None, models: Sequence[str] = (), **options: Any
+) -> Result:
+    """Answer ``question`` with Graph-of-Agents (options as for :class:`GraphOfAgents`)."""
+    return GraphOfAgents(pool_for(pool, models), **options).run(question)
 
 
 async def aask(
-    question: str,
-    *,
-    pool: str | Pool | None = None,
-    agent: str | None = None,
-    max_tokens: int = 512,
-    temperature: float = 0.0,
-    cache: bool = False,
-    progress: bool = False,
-) -> Answer:
-    """Answer ``question`` with the pool (default: the configured default pool).
-
-    ``progress`` shows a progress bar (on stderr) while a local model that is not
-    there yet is downloaded and assembled.
-    """
-    chosen_pool = pool if isinstance(pool, Pool) else load_pool(pool)
-    card = choose_agent(chosen_pool, agent)
-    if card.backend == "llamacpp":
-        from goa.inference.local_models import ensure_model
-
-        await asyncio.to_thread(ensure_model, card.model, progress=progress)
-    backend = backend_for_card(card, cache=cache)
-    request = ChatRequest.of(
-        question,
-        system=prompts.ASK_SYSTEM,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        tags=Tags(agent=card.id, stage="answer"),
-    )
-    try:
-        completion = await backend.complete(request)
-    finally:
-        await backend.aclose()
-    return Answer(
-        question=question, answer=completion.text.strip(), agent=card.id, completion=completion
-    )
-
-
-def ask(question: str, **options: object) -> Answer:
-    """The synchronous form of :func:`aask` (same options)."""
-    return asyncio.run(aask(question, **options))  # type: ignore[arg-type]
+    question: str, *, pool: str | Pool | None = None, models: Sequence[str] = (), **options: Any
+) -> Result:
+    """The async form of :func:`ask`."""
+    return await GraphOfAgents(pool_for(pool, models), **options).arun(question)

@@ -14,15 +14,6 @@ def fill(template: str, **values: object) -> str:
     return template.format(**values)
 
 
-# --- Answering one question (goa.ask) ----------------------------------------------
-
-ASK_SYSTEM = (
-    "Answer the user's question correctly and concisely. Give the answer first, "
-    "then only the reasoning needed to support it. If you are unsure, say so "
-    "instead of guessing."
-)
-
-
 # --- Model card generation (goa.card_generation) ------------------------------
 
 CARD_WRITER_SYSTEM = (
@@ -72,3 +63,152 @@ Answer again with one corrected JSON object and nothing else.
 """
 
 README_TRUNCATED_NOTE = "\n[... the rest of the README was cut ...]"
+
+
+# --- Graph of Agents (goa.select, goa.answer, goa.edges, goa.passing, goa.pooling) ---
+#
+# Agents are never named to each other or to the meta model: the selector reads
+# card profiles by number, and peers' answers are labelled by their relevance.
+
+GOA_RETRY = """\
+Your reply could not be used: {problem}
+
+Reply again, following the requested format exactly.
+"""
+
+GOA_SELECT_SYSTEM = (
+    "You assemble a small panel of language models to answer a question together. "
+    "You know each candidate only by a numbered profile describing its strengths "
+    "and weaknesses. You reply with one JSON object and nothing else."
+)
+
+GOA_SELECT_PROMPT = """\
+Question to be answered:
+<<<
+{question}
+>>>
+
+Candidate models:
+{profiles}
+
+Pick the {k} candidates most likely to answer this question well. Judge first \
+by how closely a candidate's domains match the subject of the question, then by \
+whether it is specialised in this kind of task. When the question needs broad \
+knowledge or reasoning, keep a capable general-purpose model among your picks.
+
+Reply with exactly one JSON object of this form, listing {k} different \
+candidate numbers, best first, each with a short reason:
+{{"selected": [3, 1], "reasons": ["why 3", "why 1"]}}
+"""
+
+GOA_PROFILE_ENTRY = "Candidate {number}:\n{profile}"
+
+GOA_DIFFICULTY_PROMPT = """\
+How hard is this question for a language model?
+<<<
+{question}
+>>>
+
+Rate it 1 (easy: a fact or a one-step task), 2 (moderate: a few steps or \
+specialist knowledge) or 3 (hard: long reasoning, or expert knowledge where \
+models often err). Reply with one JSON object and nothing else, for example:
+{{"difficulty": 2}}
+"""
+
+GOA_DEFAULT_ANSWER_FORMAT = "Finish with a last line of the form 'Answer: <your final answer>'."
+
+GOA_ANSWER_SYSTEM = (
+    "You are one of several experts answering the same question. Think briefly "
+    "and concretely, then commit to a final answer."
+)
+
+GOA_ANSWER_PROMPT = """\
+{question}
+
+Give short reasoning, then your final answer. {answer_format}
+"""
+
+GOA_SCORE_SYSTEM = (
+    "You review other experts' answers to a question and judge how good each one "
+    "is. You reply with one JSON object and nothing else."
+)
+
+GOA_SCORE_PROMPT = """\
+Question:
+<<<
+{question}
+>>>
+
+Answers from other experts:
+{answers}
+
+Judge each answer on three things together: is it correct, is its reasoning \
+coherent, and does it address what was asked. Share one point between the \
+answers: give each a score from 0 to 1 so that the {count} scores add up to \
+exactly 1, more for a better answer.
+
+Reply with exactly one JSON object holding the {count} scores in the order of \
+the answers, for example:
+{{"scores": [{example}]}}
+"""
+
+GOA_PEER_ENTRY = "Answer {number}:\n{text}"
+
+GOA_FORWARD_PROMPT = """\
+Question:
+<<<
+{question}
+>>>
+
+Your earlier answer:
+<<<
+{own}
+>>>
+
+Answers from experts whom reviewers judged MORE relevant to this question \
+than you (relevance is a share of 1 across all experts):
+{peers}
+
+Weigh their reasoning against yours. Adopt what is better and correct what is \
+wrong, yet keep your own view where you are confident it is right. Give short \
+reasoning, then your final answer. {answer_format}
+"""
+
+GOA_REVERSE_PROMPT = """\
+Question:
+<<<
+{question}
+>>>
+
+Your current answer:
+<<<
+{own}
+>>>
+
+Refined answers from experts whom reviewers judged LESS relevant to this \
+question than you (relevance is a share of 1 across all experts):
+{peers}
+
+They may have spotted something you missed, or they may be wrong. Check their \
+points and improve your answer only where they are right. Give short reasoning, \
+then your final answer. {answer_format}
+"""
+
+GOA_LABELLED_PEER = "Expert with relevance {relevance:.2f}:\n<<<\n{text}\n>>>"
+
+GOA_POOL_SYSTEM = "You combine several experts' answers to one question into a single best answer."
+
+GOA_POOL_PROMPT = """\
+Question:
+<<<
+{question}
+>>>
+
+Final answers from a panel of experts, most relevant first (relevance is a \
+share of 1; give more weight to the more relevant experts, but prefer correct \
+reasoning over mere majority):
+{answers}
+
+Write the single best answer to the question. Give short reasoning, then the \
+final answer. {answer_format}
+"""

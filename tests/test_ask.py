@@ -1,115 +1,203 @@
-"""``goa ask`` and ``goa.ask``: the question reaches the chosen agent through the factory."""
+"""``goa ask`` and ``goa.ask``: every option, bad input, and a run on the real local models."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from cli.goa_app import app
-from goa import ask, load_pool, paths
-from goa.ask import choose_agent
-from goa.errors import ConfigError
-from goa.testing import OpenAIStubServer
+from goa import ask, paths
+from goa.ask import pool_for
+from goa.cards import ModelCard
+from goa.errors import ConfigError, ModelRequestError
+from goa.inference import factory
+from goa.inference.backend import Backend
+from goa.testing.agents import Agent, agent, judge_by
 
 runner = CliRunner()
 
 CARD = """\
 id: {id}
-backend: litellm
-model: openai/{id}
-api_base: {base}
-api_key_env: GOA_TEST_STUB_KEY
-description: A stand-in model served by a stub server on loopback for tests.
+backend: scripted
+model: {id}
+description: A scripted agent for the goa ask tests, number {size}.
 domains: [testing]
-task_specialization: [echo]
 parameters_b: {size}
 context_window: 4096
 license: MIT
 """
 
 
-@pytest.fixture
-def stub() -> Iterator[OpenAIStubServer]:
-    def reply(body: dict[str, Any]) -> str:
-        return f"{body['model']} says: {body['messages'][-1]['content']}"
-
-    with OpenAIStubServer(reply) as server:
-        yield server
+def letter(x: str) -> str:
+    return f"I think it is {x}.\nAnswer: {x}"
 
 
 @pytest.fixture
-def stub_pool(stub: OpenAIStubServer, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A user pool of two stub-served cards, the larger one 'big'."""
-    monkeypatch.setenv("GOA_TEST_STUB_KEY", "stub-key-not-secret")
+def agents() -> dict[str, Agent]:
+    judge = judge_by({"B": 6, "A": 3, "C": 1})
+    return {
+        "a": agent("a", letter("A"), score=judge),
+        "b": agent("b", letter("B"), score=judge, reverse="On reflection B.\nAnswer: B"),
+        "c": agent(
+            "c",
+            letter("C"),
+            score=judge,
+            select='{"selected": [1, 2, 3], "reasons": ["x", "y", "z"]}',
+            pool="Weighing them all: B.\nAnswer: B",
+        ),
+    }
+
+
+@pytest.fixture
+def pool(agents: dict[str, Agent], monkeypatch: pytest.MonkeyPatch) -> str:
+    """A user pool 'trio' of scripted cards a, b, c (c the largest: the meta model)."""
     config = paths.config_path()
     cards = config.parent / "cards"
     cards.mkdir(parents=True)
-    for card_id, size in (("small", 1), ("big", 7)):
-        text = CARD.format(id=card_id, base=stub.base_url, size=size)
-        (cards / f"{card_id}.yaml").write_text(text)
-    config.write_text('card_dirs = ["cards"]\n\n[pools.stubs]\ncards = ["small", "big"]\n')
-    return "stubs"
+    for size, card_id in enumerate(agents, 1):
+        (cards / f"{card_id}.yaml").write_text(CARD.format(id=card_id, size=size))
+    config.write_text('card_dirs = ["cards"]\n\n[pools.trio]\ncards = ["a", "b", "c"]\n')
+
+    def backend_for(card: ModelCard, *, cache: Any = False) -> Backend:
+        return agents[card.id]
+
+    monkeypatch.setattr(factory, "backend_for_card", backend_for)
+    return "trio"
 
 
-def test_the_largest_agent_answers_by_default(stub_pool: str) -> None:
-    assert choose_agent(load_pool(stub_pool)).id == "big"
-    assert choose_agent(load_pool("local")).id == "qwen2.5-coder-1.5b"
+def invoke(*args: str, stdin: str | None = None) -> Any:
+    return runner.invoke(app, ["ask", *args], input=stdin)
 
 
-@pytest.mark.allow_model_requests
-def test_ask_goes_through_the_card_backend(stub_pool: str, stub: OpenAIStubServer) -> None:
-    answer = ask("What is 2+2?", pool=stub_pool, max_tokens=16)
-    assert answer.agent == "big"
-    assert answer.answer == "big says: What is 2+2?"
-    assert answer.completion.backend == "litellm"
-    assert answer.completion.usage.completion_tokens == 5
-    assert answer.completion.cost_usd is None  # a model litellm does not know, no card prices
-    assert stub.requests[0]["max_tokens"] == 16
-    assert stub.requests[0]["messages"][0]["role"] == "system"
+def test_python_api_runs_graph_of_agents(pool: str) -> None:
+    result = ask("Which is it?", pool=pool)
+    assert result.answered
+    assert result.final_answer == "B"
+    assert result.ranking[0] == "b"
 
 
-@pytest.mark.allow_model_requests
-def test_cli_json_output(stub_pool: str) -> None:
-    result = runner.invoke(app, ["ask", "hello", "--pool", stub_pool, "--agent", "small", "--json"])
+def test_stdout_carries_only_the_answer(pool: str, agents: dict[str, Agent]) -> None:
+    result = invoke("Which is it?", "--pool", pool)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "On reflection B.\nAnswer: B\n"
+    # k=3 of 3 agents: no selection call; 3 answers, 3 judges, 2 forward, 1 reverse
+    assert sum(len(b.requests) for b in agents.values()) == 9
+
+
+def test_json_has_the_answer_and_the_graph(pool: str) -> None:
+    result = invoke("Which is it?", "--pool", pool, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["agent"] == "small"
-    assert data["answer"] == "small says: hello"
-    assert data["completion"]["tags"] == {"agent": "small", "stage": "answer", "question": None}
+    assert data["answer"] == "On reflection B.\nAnswer: B"
+    assert {node["id"] for node in data["graph"]["nodes"]} == {"a", "b", "c"}
+    assert data["graph"]["directed"] is True
 
 
-def test_unknown_agent_is_a_one_line_error(stub_pool: str) -> None:
-    with pytest.raises(ConfigError, match="no agent 'nosuch'"):
-        ask("hi", pool=stub_pool, agent="nosuch")
-    result = runner.invoke(app, ["ask", "hi", "--pool", stub_pool, "--agent", "nosuch"])
+def test_question_from_stdin(pool: str, agents: dict[str, Agent]) -> None:
+    result = invoke("-", "--pool", pool, stdin="Read me from stdin?\n")
+    assert result.exit_code == 0, result.output
+    assert "Read me from stdin?" in agents["a"].requests[-1].messages[-1].content
+
+
+def test_models_narrow_the_pool(pool: str, agents: dict[str, Agent]) -> None:
+    result = invoke("Q?", "--pool", pool, "-m", "a", "-m", "b", "--json")
+    assert result.exit_code == 0, result.output
+    assert sorted(s["agent"] for s in json.loads(result.stdout)["selected"]) == ["a", "b"]
+    assert pool_for(pool, ["b"]).ids == ("b",)
+
+
+def test_one_model_answers_alone(pool: str, agents: dict[str, Agent]) -> None:
+    result = invoke("Q?", "--pool", pool, "-m", "a")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == letter("A") + "\n"
+    assert len(agents["a"].requests) == 1
+
+
+def test_k_pooling_selector_and_early_exit(pool: str, agents: dict[str, Agent]) -> None:
+    result = invoke("Q?", "--pool", pool, "-k", "2", "--selector", "profile", "--json")
+    data = json.loads(result.stdout)
+    assert (data["selector"], data["k"]) == ("profile", 2)
+    assert [s["agent"] for s in data["selected"]] == ["c", "b"]  # the largest first
+    every = json.loads(
+        invoke("Q?", "--pool", pool, "-k", "2", "--selector", "all", "--json").stdout
+    )
+    assert len(every["selected"]) == 3
+    mean = json.loads(invoke("Q?", "--pool", pool, "--pooling", "mean", "--json").stdout)
+    assert mean["pooling"] == "mean"
+    assert mean["answer"] == "Weighing them all: B.\nAnswer: B"
+
+
+def test_early_exit_when_all_agree(monkeypatch: pytest.MonkeyPatch, pool: str) -> None:
+    same = {name: agent(name, letter("A")) for name in ("a", "b", "c")}
+    same["c"].stages["select"] = '{"selected": [1, 2, 3]}'
+    monkeypatch.setattr(factory, "backend_for_card", lambda card, cache=False: same[card.id])
+    data = json.loads(invoke("Q?", "--pool", pool, "--early-exit", "--json").stdout)
+    assert data["early_exit"] is True
+    assert sum(len(b.requests) for b in same.values()) == 3  # no selection call, 3 answers
+
+
+def test_verbose_tree_and_usage_go_to_stderr(pool: str) -> None:
+    result = invoke("Q?", "--pool", pool, "-v", "--usage")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "On reflection B.\nAnswer: B\n"
+    assert "ranking (most relevant first)" in result.stderr
+    assert "1. b" in result.stderr
+    assert "usage" in result.stderr
+    assert "total" in result.stderr
+
+
+def test_no_answer_exits_1_and_says_why(monkeypatch: pytest.MonkeyPatch, pool: str) -> None:
+    down = {name: Agent(name, answer=ModelRequestError(f"{name} is down")) for name in "abc"}
+    down["c"].stages["select"] = '{"selected": [1, 2, 3]}'
+    monkeypatch.setattr(factory, "backend_for_card", lambda card, cache=False: down[card.id])
+    result = invoke("Q?", "--pool", pool)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("no answer:")
+    assert "a is down" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["Q?", "--pool", "trio", "-m", "nosuch"], "error: --model nosuch: no such card"),
+        (["   "], "error: the question is empty"),
+        (["Q?", "--pool", "nope"], "error: "),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(pool: str, args: list[str], message: str) -> None:
+    result = invoke(*args)
     assert result.exit_code == 2
-    assert result.stderr.strip() == ("error: pool 'stubs': no agent 'nosuch' (agents: small, big)")
-
-
-def test_real_requests_are_refused_without_permission(stub_pool: str) -> None:
-    result = runner.invoke(app, ["ask", "hi", "--pool", stub_pool])
-    assert result.exit_code == 2
-    assert "real requests are switched off" in result.stderr
-
-
-def test_unknown_pool_exits_2(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["ask", "hi", "--pool", "nope"])
-    assert result.exit_code == 2
+    assert result.stderr.startswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
+
+
+def test_bad_option_values_exit_2(pool: str) -> None:
+    for args in (["-k", "0"], ["--pooling", "median"], ["--selector", "dice"]):
+        result = invoke("Q?", "--pool", pool, *args)
+        assert result.exit_code == 2, args
+        assert "Traceback" not in result.output
+
+
+def test_unknown_model_in_python_api(pool: str) -> None:
+    with pytest.raises(ConfigError, match="no such card"):
+        pool_for(pool, ["nosuch"])
 
 
 @pytest.mark.slow
 @pytest.mark.allow_model_requests
-def test_ask_a_real_local_model() -> None:
-    result = runner.invoke(
-        app,
-        ["ask", "What is the capital of France?", "--agent", "smollm2-135m", "--max-tokens", "24"],
-    )
-    assert result.exit_code == 0, result.output
-    assert result.stdout.strip()
-    assert "smollm2-135m" in result.stderr
+def test_graph_of_agents_on_the_real_local_models() -> None:
+    result = invoke("What is 2 + 3?", "--max-tokens", "24", "--json", "--structured")
+    assert result.exit_code in (0, 1), result.output
+    data = json.loads(result.stdout)
+    assert data["answered"] is (result.exit_code == 0)
+    if data["answered"]:
+        assert data["answer"].strip()
+    else:
+        assert data["reason"]
+    assert data["totals"]["calls"] >= 2
+    assert data["graph"]["nodes"]

@@ -1,0 +1,1 @@
+"""goa inside other frameworks (LangGraph) and behind other protocols."""
