@@ -96,6 +96,11 @@ def ask(
     from goa.ask import pool_for
     from goa.pipeline import GraphOfAgents
 
+    if selector is SelectorChoice.embedding:  # fetch the embedding model with a progress bar
+        from goa.embedding import ensure_embedding_model
+
+        ensure_embedding_model(progress=True)
+
     goa = GraphOfAgents(
         pool_for(pool, model or ()),
         k=k,

@@ -142,6 +142,15 @@ class ModelCard(BaseModel):
         measurement = self.measured_accuracy.get(domain)
         return None if measurement is None else measurement.accuracy
 
+    def expertise(self) -> str:
+        """Domains and specialisations in one sentence: what the embedding selector
+        compares with the question (shorter than the profile, so the small local
+        embedding model is not swamped by generic words)."""
+        text = f"Expert in {', '.join(self.domains)}."
+        if self.task_specialization:
+            text += f" Specialised in {', '.join(self.task_specialization)}."
+        return text
+
     def profile(self) -> str:
         """What the GoA selector reads: the description and lists, never the name."""
         lines = [self.description, f"Domains: {', '.join(self.domains)}."]

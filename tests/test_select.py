@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from goa.cards import ModelCard
-from goa.errors import ModelRequestError
+from goa.errors import GoaError, ModelRequestError
 from goa.parsing import parse_selection
 from goa.pipeline import GraphOfAgents, Run
 from goa.pools import Pool
@@ -200,12 +200,16 @@ def test_profile_selector_ranks_by_measured_accuracy_then_size() -> None:
     assert not meta.requests
 
 
-def _fake_embedding(monkeypatch: pytest.MonkeyPatch, vectors: dict[str, list[float]]) -> list[str]:
-    seen: list[str] = []
+def _fake_embedding(
+    monkeypatch: pytest.MonkeyPatch, vectors: dict[str, list[float]]
+) -> list[tuple[str, str]]:
+    seen: list[tuple[str, str]] = []
 
-    def embed(texts: Sequence[str]) -> list[list[float]]:
-        seen.extend(texts)
-        return [next(v for key, v in vectors.items() if key in text) for text in texts]
+    def embed(texts: Sequence[str], kind: str = "query") -> list[list[float]]:
+        seen.extend((kind, text) for text in texts)
+        found = [[v for key, v in vectors.items() if key in text] for text in texts]
+        assert all(found), f"no fake vector for {texts}"
+        return [matches[0] for matches in found]
 
     module = types.ModuleType("goa.embedding")
     module.embed = embed  # type: ignore[attr-defined]
@@ -220,21 +224,23 @@ def test_embedding_selector_ranks_by_cosine_without_llm_calls(
         monkeypatch,
         {
             "Which option": [1.0, 0.0],
-            "number 1 for": [0.0, 1.0],  # card "a" (descriptions name the id length)
-            "number 5 for": [0.6, 0.8],
+            "Expert in alpha": [0.0, 1.0],
+            "Expert in beta": [0.6, 0.8],
+            "Expert in gamma": [0.8, 0.6],
         },
     )
-    cards = [card("a"), card("bbbbb")]
+    cards = [card("a", domains=["alpha"]), card("bbbbb", domains=["beta"])]
     run, meta, _ = setup(cards=cards)
-    sampling = sample(run, [*cards, card("ccccc")], k=2, selector="embedding")
-    assert ids(sampling.picks) == ["bbbbb", "ccccc"]
-    assert sampling.picks[0].reason == "embedding: cosine 0.600 to the question"
-    assert seen[0] == QUESTION
+    sampling = sample(run, [*cards, card("ccccc", domains=["gamma"])], k=2, selector="embedding")
+    assert ids(sampling.picks) == ["ccccc", "bbbbb"]
+    assert sampling.picks[0].reason == "embedding: cosine 0.800 to the question"
+    assert seen[0] == ("query", QUESTION)
+    assert {kind for kind, _ in seen[1:]} == {"passage"}  # cards are documents, not queries
     assert not meta.requests
 
 
 def test_embedding_failure_falls_back_on_profile(monkeypatch: pytest.MonkeyPatch) -> None:
-    def embed(texts: Sequence[str]) -> list[list[float]]:
+    def embed(texts: Sequence[str], kind: str = "query") -> list[list[float]]:
         raise OSError("no embedding model")
 
     module = types.ModuleType("goa.embedding")
@@ -344,3 +350,25 @@ def test_nothing_within_budget_means_no_answer() -> None:
     assert not result.answered
     assert result.answer is None
     assert "budget" in result.reason
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("question", "specialist"),
+    [
+        ("Which drug is first-line treatment for hypertension?", "bio-medical-llama-3-8b"),
+        ("Is this contract clause enforceable under US law?", "saul-7b-instruct"),
+        ("How do rising interest rates affect bond yields?", "finance-llama3-8b"),
+    ],
+)
+def test_real_embedding_selector_finds_the_specialist(question: str, specialist: str) -> None:
+    """The real local embedding model (no LLM call) ranks the built-in cards."""
+    from goa.pools import load_pool
+    from goa.select import embedding_ranking
+
+    cards = [*load_pool("goa-paper").cards, *load_pool("api").cards]
+    try:
+        picks = embedding_ranking(cards, question)
+    except GoaError as exc:  # a machine without AVX2, or without PyPI
+        pytest.skip(str(exc))
+    assert picks[0].card.id == specialist
