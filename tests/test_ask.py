@@ -15,7 +15,7 @@ from goa.cards import ModelCard
 from goa.errors import ConfigError, ModelRequestError
 from goa.inference import factory
 from goa.inference.backend import Backend
-from goa.testing.agents import Agent, agent, judge_by
+from goa.testing.agents import Agent, Hanging, agent, judge_by
 
 runner = CliRunner()
 
@@ -201,3 +201,63 @@ def test_graph_of_agents_on_the_real_local_models() -> None:
         assert data["reason"]
     assert data["totals"]["calls"] >= 2
     assert data["graph"]["nodes"]
+
+
+def test_generation_options_reach_every_call(pool: str, agents: dict[str, Agent]) -> None:
+    args = ["--max-tokens", "7", "--temperature", "0.3", "--rounds", "2", "--json"]
+    data = json.loads(invoke("Q?", "--pool", pool, *args).stdout)
+    assert data["rounds"] == 2
+    requests = [r for b in agents.values() for r in b.requests]
+    assert {(r.max_tokens, r.temperature) for r in requests} == {(7, 0.3)}
+
+
+def test_meta_structured_and_cache(
+    pool: str, agents: dict[str, Agent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agents["a"].stages["select"] = '{"selected": [2, 3]}'
+    cached: list[bool] = []
+
+    def backend_for(card: ModelCard, *, cache: Any = False) -> Backend:
+        cached.append(cache)
+        return agents[card.id]
+
+    monkeypatch.setattr(factory, "backend_for_card", backend_for)
+    args = ["-k", "2", "--meta", "a", "--structured", "--cache", "--json"]
+    data = json.loads(invoke("Q?", "--pool", pool, *args).stdout)
+    assert [s["agent"] for s in data["selected"]] == ["b", "c"]
+    assert agents["a"].n("select") == 1  # the meta model chose
+    select = agents["a"].requests[0]
+    assert select.json_schema is not None  # structured output was asked for
+    assert set(cached) == {True}
+
+
+def test_adaptive_k(pool: str, agents: dict[str, Agent]) -> None:
+    agents["c"].stages["difficulty"] = '{"difficulty": 1}'
+    data = json.loads(invoke("Q?", "--pool", pool, "--adaptive-k", "--json").stdout)
+    assert data["difficulty"] == 1
+    assert data["k"] == 1
+    assert len(data["selected"]) == 1
+
+
+def test_timeout_drops_a_hanging_agent(
+    pool: str, agents: dict[str, Agent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hanging = Hanging("a")
+    monkeypatch.setattr(
+        factory,
+        "backend_for_card",
+        lambda card, cache=False: hanging if card.id == "a" else agents[card.id],
+    )
+    result = invoke("Q?", "--pool", pool, "--timeout", "0.05", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["answered"] is True
+    assert any(r["agent"] == "a" for r in data["removed"])
+
+
+def test_budget_skips_agents_without_known_prices(pool: str) -> None:
+    result = invoke("Q?", "--pool", pool, "--budget", "0.01", "--json")
+    data = json.loads(result.stdout)
+    assert {r["agent"] for r in data["removed"]} == {"a", "b", "c"}
+    assert data["answered"] is False
+    assert result.exit_code == 1
