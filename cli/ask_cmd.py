@@ -26,6 +26,12 @@ class PoolingChoice(StrEnum):
     mean = "mean"
 
 
+class JudgeChoice(StrEnum):
+    prompt = "prompt"
+    likelihood = "likelihood"
+    auto = "auto"
+
+
 class SelectorChoice(StrEnum):
     llm = "llm"
     embedding = "embedding"
@@ -53,6 +59,13 @@ def ask(
     selector: Annotated[SelectorChoice, typer.Option(help="How agents are picked.")] = (
         SelectorChoice.llm
     ),
+    judge: Annotated[
+        JudgeChoice,
+        typer.Option(
+            help="How agents score each other: prompt (the paper: a JSON reply), "
+            "likelihood (log-probabilities of each answer; llama.cpp models), auto."
+        ),
+    ] = JudgeChoice.prompt,
     adaptive_k: Annotated[
         bool, typer.Option(help="Let the meta model's difficulty rating set k.")
     ] = False,
@@ -106,6 +119,7 @@ def ask(
         k=k,
         selector=selector.value,
         adaptive_k=adaptive_k,
+        judge=judge.value,
         pooling=pooling.value,
         rounds=rounds,
         early_exit=early_exit,

@@ -21,7 +21,9 @@ Call count for paper GoA with ``k`` agents that all answer and pass the
 threshold, one round: 1 selection + k answers + k judges (none when k = 2: a
 judge with one peer has nothing to weigh) + (k - 1) forward + reverse calls
 (1 with max pooling, k - 1 with mean) + pooling (0 with max, 1 with mean). For
-k = 3 that is 10 calls with max pooling and 12 with mean pooling.
+k = 3 that is 10 calls with max pooling and 12 with mean pooling. With
+``judge="likelihood"`` the judges generate nothing: each makes one
+log-probability call per distinct peer answer instead.
 """
 
 from __future__ import annotations
@@ -37,11 +39,20 @@ from typing import Any
 from goa import prompts
 from goa.answer import Reply, initial_answers
 from goa.cards import ModelCard, get_card
-from goa.edges import DEFAULT_THRESHOLD, Edges, build_edges, build_graph
+from goa.edges import (
+    DEFAULT_THRESHOLD,
+    JUDGE_MODES,
+    Edges,
+    JudgeMode,
+    LogprobReply,
+    build_edges,
+    build_graph,
+)
 from goa.errors import GoaError
 from goa.inference.backend import Backend
+from goa.inference.likelihood import LikelihoodBackend, TokenLogprob, likelihood_backend
 from goa.inference.streaming import complete_streaming
-from goa.inference.types import ChatRequest, Completion, Message, OnDelta, Tags
+from goa.inference.types import ChatRequest, Completion, Message, OnDelta, Tags, Usage
 from goa.parsing import all_agree, extract_answer, unusable
 from goa.passing import forward_pass, reverse_pass
 from goa.pooling import Pooling, max_pool, mean_pool
@@ -202,6 +213,51 @@ class Run:
             self.emit("agent_answered", stage=stage, agent=agent, message=answer or "")
         return Reply(agent=agent, text=text, answer=answer)
 
+    async def likelihood_backend(self, agent: str) -> LikelihoodBackend | None:
+        """``agent``'s backend if it gives log-probabilities (the likelihood judge)."""
+        return likelihood_backend(await self._backend(agent))
+
+    async def logprob(
+        self, agent: str, stage: Stage, messages: Sequence[Message], continuation: str
+    ) -> LogprobReply:
+        """One log-probability call, with the timeout, recorded like :meth:`call`."""
+        started = self.elapsed()
+        value: TokenLogprob | None = None
+        error: str | None = None
+        clock = time.perf_counter()
+        try:
+            backend = await self.likelihood_backend(agent)
+            if backend is None:
+                raise GoaError(f"the backend of {agent!r} gives no log-probabilities")
+            clock = time.perf_counter()
+            async with asyncio.timeout(self.goa.timeout_s):
+                value = await backend.logprob(messages, continuation)
+        except TimeoutError:
+            error = f"timed out after {self.goa.timeout_s:g} s"
+        except GoaError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        latency = time.perf_counter() - clock
+        self.records.append(
+            CallRecord(
+                agent=agent,
+                stage=stage,
+                text=None
+                if value is None
+                else f"likelihood: mean log-probability {value.mean:.4f} over {value.tokens} "
+                f"tokens of {continuation!r}",
+                usage=None
+                if value is None
+                else Usage(prompt_tokens=value.prompt_tokens + value.tokens),
+                cost_usd=value.cost_usd if value is not None else self._cost(agent, None),
+                latency_s=latency,
+                started_s=started,
+                error=error,
+            )
+        )
+        if error is not None:
+            self.note("error", stage, error, agent=agent)
+        return LogprobReply(value=value, error=error)
+
     def note(
         self, kind: IncidentKind, stage: Stage, message: str, *, agent: str | None = None
     ) -> None:
@@ -311,6 +367,11 @@ class GraphOfAgents:
     ``structured`` asks for schema-constrained JSON from the selector, the
     difficulty rating and the judges where the backend can enforce it (llama.cpp
     grammars, ``response_format``); replies are validated either way.
+    ``judge``: how judges score, ``prompt`` (the paper: a JSON reply),
+    ``likelihood`` (by the log-probability of each peer's final answer where the
+    judge's backend gives log-probabilities, else by prompt, recorded as a
+    fallback) or ``auto`` (the same, without the fallback note); see
+    :mod:`goa.edges`.
     ``progress`` shows download progress when a local model is fetched.
     """
 
@@ -337,10 +398,13 @@ class GraphOfAgents:
         backends: Mapping[str, Backend] | None = None,
         structured: bool = False,
         progress: bool = False,
+        judge: JudgeMode = "prompt",
     ) -> None:
         _check_options(
             k, selector, pooling, rounds, threshold, max_tokens, max_retries, timeout_s, budget_usd
         )
+        if judge not in JUDGE_MODES:
+            raise GoaError(f"judge must be one of {', '.join(JUDGE_MODES)}, not {judge!r}")
         self.pool = pool if isinstance(pool, Pool) else load_pool(pool)
         if not self.pool.cards:
             raise GoaError(f"pool {self.pool.name!r} has no cards")
@@ -362,6 +426,7 @@ class GraphOfAgents:
         self.backends: dict[str, Backend] = dict(backends or {})
         self.structured = structured
         self.progress = progress
+        self.judge: JudgeMode = judge
         self._cards = {card.id: card for card in self.pool.cards}
         self.meta_card = self._meta_card(meta)
 
@@ -512,7 +577,7 @@ class GraphOfAgents:
     async def _edges(self, run: Run) -> bool:
         state = run.state
         with run.stage("score"):
-            edges = await build_edges(run, dict(state.current), self.threshold)
+            edges = await build_edges(run, dict(state.current), self.threshold, self.judge)
         state.edges = edges
         for agent, reason in edges.removed:
             run.drop(agent, "score", reason)
@@ -600,6 +665,7 @@ class GraphOfAgents:
             else [],
             responses=list(run.records),
             scores=state.edges.scores if state.edges is not None else {},
+            judges=state.edges.judges if state.edges is not None else {},
             relevance=state.edges.relevance if state.edges is not None else {},
             ranking=state.edges.ranking if state.edges is not None else list(state.answered),
             removed=list(run.removed),

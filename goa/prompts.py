@@ -212,3 +212,22 @@ reasoning over mere majority):
 Write the single best answer to the question. Give short reasoning, then the \
 final answer. {answer_format}
 """
+
+# --- Judging by likelihood (goa.edges, judge="likelihood") ------------------------
+#
+# No text is generated: the judge model reads this request, its reply is taken
+# to start with GOA_LIKELIHOOD_PREFIX, and each peer's final answer is scored by
+# how probable the judge finds it as the rest of that line.
+
+GOA_LIKELIHOOD_SYSTEM = (
+    "You are an expert. You answer the question directly with your final answer, "
+    "without any reasoning."
+)
+
+GOA_LIKELIHOOD_PROMPT = """\
+{question}
+
+Reply with your final answer line only. {answer_format}
+"""
+
+GOA_LIKELIHOOD_PREFIX = "Answer:"

@@ -178,6 +178,8 @@ class Result(BaseModel):
     responses: list[CallRecord] = Field(default_factory=list)
     scores: dict[str, dict[str, float]] = Field(default_factory=dict)
     """The score matrix: judge -> judged agent -> score (each judge's row sums to 1)."""
+    judges: dict[str, Literal["prompt", "likelihood"]] = Field(default_factory=dict)
+    """How each judge that was asked scored: by ``prompt`` or by ``likelihood``."""
     relevance: dict[str, float] = Field(default_factory=dict)
     """Each scored agent's normalised mean received score (they sum to 1)."""
     ranking: list[str] = Field(default_factory=list)

@@ -261,3 +261,9 @@ def test_budget_skips_agents_without_known_prices(pool: str) -> None:
     assert {r["agent"] for r in data["removed"]} == {"a", "b", "c"}
     assert data["answered"] is False
     assert result.exit_code == 1
+
+
+def test_judge_option_reaches_the_pipeline(pool: str) -> None:
+    data = json.loads(invoke("Q?", "--pool", pool, "--judge", "auto", "--json").stdout)
+    assert set(data["judges"].values()) == {"prompt"}  # scripted agents give no logprobs
+    assert invoke("Q?", "--pool", pool, "--judge", "coin").exit_code == 2

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
-from goa.edges import DEFAULT_THRESHOLD, Edges, build_edges, build_graph, rank
+from goa.edges import (
+    DEFAULT_THRESHOLD,
+    LIKELIHOOD_MAX_CHARS,
+    Edges,
+    JudgeMode,
+    build_edges,
+    build_graph,
+    likelihood_candidate,
+    rank,
+)
 from goa.errors import ModelRequestError
+from goa.inference.likelihood import softmax
 from goa.parsing import parse_scores
 from goa.pipeline import Run
 from goa.testing.agents import Agent, StageReply, agent, make_goa
+from tests.test_likelihood import LikelyAgent
 from tests.test_pipeline import QUESTION, answer
 
 ANSWERS = {"a": answer("A"), "b": answer("B"), "c": answer("C")}
@@ -177,3 +189,121 @@ def test_graph_edges_point_from_more_to_less_relevant() -> None:
     assert graph.nodes["c"]["rank"] == 3
     assert graph.in_degree("b") == 0
     assert graph.out_degree("c") == 0
+
+
+# --- Judging by likelihood -----------------------------------------------------------
+
+
+def judged_by_likelihood(
+    backends: Mapping[str, Agent], mode: JudgeMode = "likelihood", **options: Any
+) -> tuple[Edges, Run]:
+    run = Run(make_goa(backends, **options), QUESTION, None)
+    edges = asyncio.run(build_edges(run, ANSWERS, DEFAULT_THRESHOLD, mode))
+    return edges, run
+
+
+def likely_judges(likelihoods: Mapping[str, float] | Exception) -> dict[str, Agent]:
+    return {name: LikelyAgent(name, likelihoods, score="unused") for name in ANSWERS}
+
+
+def test_the_ranking_follows_the_likelihoods() -> None:
+    backends = likely_judges({"B": -0.1, "A": -0.8, "C": -2.0})
+    edges, run = judged_by_likelihood(backends)
+    assert edges.ranking == ["b", "a", "c"]
+    assert edges.judges == {"a": "likelihood", "b": "likelihood", "c": "likelihood"}
+    assert edges.scores["a"] == pytest.approx(dict(zip("bc", softmax([-0.1, -2.0]), strict=True)))
+    assert edges.scores["c"] == pytest.approx(dict(zip("ab", softmax([-0.8, -0.1]), strict=True)))
+    for row in edges.scores.values():
+        assert sum(row.values()) == pytest.approx(1.0)
+    assert all(backend.n("score") == 0 for backend in backends.values())
+    assert not run.incidents
+    records = [r for r in run.records if r.stage == "score"]
+    assert len(records) == 6
+    assert all(r.ok and r.usage is not None and r.usage.prompt_tokens == 12 for r in records)
+
+
+def test_the_likelihood_judge_scores_final_answers_given_the_question_only() -> None:
+    backends = likely_judges({})
+    judged_by_likelihood(backends)
+    judge_a = backends["a"]
+    assert isinstance(judge_a, LikelyAgent)
+    assert [continuation for _, continuation in judge_a.scored] == [" B", " C"]
+    messages = judge_a.scored[0][0]
+    assert [m.role for m in messages] == ["system", "user", "assistant"]
+    assert QUESTION in messages[1].content
+    assert "Option" not in messages[1].content  # no peer answer is shown
+    assert "Answer:" in messages[1].content  # the answer format
+    assert messages[2].content == "Answer:"
+
+
+def test_peers_with_the_same_final_answer_share_one_call_and_one_score() -> None:
+    answers = {"a": answer("A"), "b": answer("B"), "c": "I agree with B.\nAnswer: B"}
+    backends = {name: LikelyAgent(name, {"A": -1.0, "B": -0.5}) for name in answers}
+    run = Run(make_goa(backends), QUESTION, None)
+    edges = asyncio.run(build_edges(run, answers, judge_mode="likelihood"))
+    assert len(backends["a"].scored) == 1
+    assert edges.scores["a"] == {"b": 0.5, "c": 0.5}
+    assert edges.ranking[0] in ("b", "c")
+
+
+def test_likelihood_candidates() -> None:
+    assert likelihood_candidate("Reasoning.\nAnswer: **B**\n") == "B"
+    assert likelihood_candidate("First line.\n\nIt must be B, I think.\n\n") == (
+        "It must be B, I think."
+    )
+    assert len(likelihood_candidate("Answer: " + "x" * 500)) == LIKELIHOOD_MAX_CHARS
+
+
+def test_a_judge_without_log_probabilities_falls_back_to_the_prompt() -> None:
+    backends: dict[str, Agent] = {
+        "a": LikelyAgent("a", {"B": -0.1, "C": -2.0}),
+        "b": LikelyAgent("b", {"A": -0.1, "C": -2.0}),
+        "c": agent("c", answer("C"), score='{"scores": [0.3, 0.7]}'),
+    }
+    edges, run = judged_by_likelihood(backends)
+    assert edges.judges == {"a": "likelihood", "b": "likelihood", "c": "prompt"}
+    assert edges.scores["c"] == {"a": 0.3, "b": 0.7}
+    assert backends["c"].n("score") == 1
+    fallbacks = [i for i in run.incidents if i.kind == "fallback"]
+    assert [(i.agent, i.stage) for i in fallbacks] == [("c", "score")]
+    assert "no log-probabilities" in fallbacks[0].message
+    # "auto": the same judges, without the fallback note.
+    edges, run = judged_by_likelihood(backends, mode="auto")
+    assert edges.judges == {"a": "likelihood", "b": "likelihood", "c": "prompt"}
+    assert not run.incidents
+
+
+def test_a_failed_likelihood_call_falls_back_to_the_prompt() -> None:
+    backends = likely_judges({"A": -1.0})
+    backends["b"] = LikelyAgent(
+        "b", ModelRequestError("context full"), score='{"scores": [0.6, 0.4]}'
+    )
+    edges, run = judged_by_likelihood(backends, mode="auto")
+    assert edges.judges["b"] == "prompt"
+    assert edges.scores["b"] == {"a": 0.6, "c": 0.4}
+    kinds = [(i.kind, i.agent) for i in run.incidents]
+    assert kinds == [("error", "b"), ("fallback", "b")]
+    assert "context full" in run.incidents[0].message
+    failed = [r for r in run.records if r.agent == "b" and not r.ok]
+    assert len(failed) == 1
+
+
+def test_a_hanging_likelihood_call_times_out_and_falls_back() -> None:
+    backends = likely_judges({})
+    hanging = backends["a"]
+    assert isinstance(hanging, LikelyAgent)
+    hanging.never = asyncio.Event()
+    hanging.stages["score"] = '{"scores": [0.5, 0.5]}'
+    edges, run = judged_by_likelihood(backends, timeout_s=0.05)
+    assert edges.judges["a"] == "prompt"
+    assert [i.kind for i in run.incidents if i.agent == "a"] == ["error", "fallback"]
+    assert "timed out" in run.incidents[0].message
+
+
+def test_two_agents_need_no_likelihood_calls() -> None:
+    backends = {name: LikelyAgent(name, {}) for name in ("a", "b")}
+    run = Run(make_goa(backends), QUESTION, None)
+    edges = asyncio.run(build_edges(run, {"a": answer("A"), "b": answer("B")}, judge_mode="auto"))
+    assert not run.records
+    assert edges.judges == {}
+    assert edges.scores == {"a": {"b": 1.0}, "b": {"a": 1.0}}
