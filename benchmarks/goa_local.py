@@ -2,9 +2,10 @@
 
 Runs paper-style GoA (pool ``local``, k=3, max pooling, LLM selector) on the
 first ``--questions`` MMLU questions of the Graph-of-Agents dev sample
-(``../shared/data/benchmarks/dev/MMLU_sampled_dev.json``), once with free-text
-replies and once with ``structured=True`` (schema-constrained JSON for the
-selector and the judges), and records per run: wall time, calls, tokens, the
+(``../shared/data/benchmarks/dev/MMLU_sampled_dev.json``) in three settings:
+``free`` (the paper: free-text replies, prompted judges), ``structured``
+(schema-constrained JSON for the selector and the judges) and ``likelihood``
+(judges score answers by log-probability), and records per run: wall time, calls, tokens, the
 retries and fallbacks of each stage, and whether the extracted answer letter is
 right. Models are loaded before timing starts. The figures come from real
 models; with one or two questions they show cost and robustness, not accuracy.
@@ -31,19 +32,26 @@ ANSWER_FORMAT = (
 )
 
 
-def run_one(question: dict[str, Any], *, structured: bool, max_tokens: int) -> dict[str, Any]:
+SETTINGS: dict[str, dict[str, Any]] = {
+    "free": {"structured": False, "judge": "prompt"},
+    "structured": {"structured": True, "judge": "prompt"},
+    "likelihood": {"structured": False, "judge": "likelihood"},
+}
+
+
+def run_one(question: dict[str, Any], *, setting: str, max_tokens: int) -> dict[str, Any]:
     goa = GraphOfAgents(
         pool="local",
         k=3,
         pooling="max",
         answer_format=ANSWER_FORMAT,
         max_tokens=max_tokens,
-        structured=structured,
+        **SETTINGS[setting],
     )
     result: Result = goa.run(question["question"])
     letter = (result.final_answer or "").strip().strip("().").upper()[:1]
     return {
-        "structured": structured,
+        "setting": setting,
         "wall_s": round(result.wall_s, 2),
         "calls": result.totals.calls,
         "prompt_tokens": result.totals.prompt_tokens,
@@ -78,13 +86,13 @@ def main() -> None:
         for model_id in LOCAL_MODELS:  # load every model first: timing excludes loading
             LlamaCppBackend(model_id).load()
         for question in questions:
-            for structured in (False, True):
-                run = run_one(question, structured=structured, max_tokens=args.max_tokens)
+            for setting in SETTINGS:
+                run = run_one(question, setting=setting, max_tokens=args.max_tokens)
                 runs.append(run)
                 print(json.dumps(run))
     metrics: dict[str, float | int] = {}
-    for structured, label in ((False, "free"), (True, "structured")):
-        mine = [r for r in runs if r["structured"] is structured]
+    for label in SETTINGS:
+        mine = [r for r in runs if r["setting"] == label]
         metrics[f"wall_s_{label}"] = round(statistics.median(r["wall_s"] for r in mine), 2)
         metrics[f"calls_{label}"] = statistics.median(r["calls"] for r in mine)
         metrics[f"retries_{label}"] = sum(s["retries"] for r in mine for s in r["stages"].values())

@@ -753,9 +753,16 @@ def _stage_summaries(run: Run) -> dict[str, StageSummary]:
         incidents = [i for i in run.incidents if i.stage == stage]
         if not records and stage not in run.stage_wall:
             continue
+        # The difficulty rating runs inside the select stage, beside the selection
+        # call: its own wall time is the span of its calls.
+        span = (
+            sum(r.latency_s for r in records)
+            if run.goa.sequential
+            else max((r.latency_s for r in records), default=0.0)
+        )
         summaries[stage] = StageSummary(
             stage=stage,
-            wall_s=run.stage_wall.get(stage, 0.0),
+            wall_s=run.stage_wall.get(stage, span),
             totals=Totals.of(records),
             retries=sum(1 for i in incidents if i.kind == "retry"),
             fallbacks=sum(1 for i in incidents if i.kind == "fallback"),

@@ -520,3 +520,13 @@ def test_a_named_meta_model_from_the_pool() -> None:
     assert backends["m"].n("select") == 0
     with pytest.raises(GoaError, match="no-such-card"):
         paper_goa(panel(), meta="no-such-card")
+
+
+def test_difficulty_stage_reports_the_time_of_its_call() -> None:
+    """The rating runs inside the select stage; its summary still shows its own time."""
+    backends = panel(difficulty='{"difficulty": 3}')
+    result = paper_goa(backends, adaptive_k=True).run(QUESTION)
+    difficulty = result.stages["difficulty"]
+    call = result.stage_responses("difficulty")[0]
+    assert difficulty.totals.calls == 1
+    assert difficulty.wall_s == call.latency_s > 0.0
