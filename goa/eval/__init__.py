@@ -1,0 +1,1 @@
+"""Evaluation harness: question sets, answer checking, methods, runs and reports."""
