@@ -231,3 +231,62 @@ Reply with your final answer line only. {answer_format}
 """
 
 GOA_LIKELIHOOD_PREFIX = "Answer:"
+
+
+# --- Baselines (goa.baselines) ------------------------------------------------------
+#
+# The methods GoA is compared with: one model alone, majority vote,
+# Mixture-of-Agents and Self-MoA. As in GoA, models are never told which model
+# wrote a response they read.
+
+BASELINE_ANSWER_SYSTEM = (
+    "You are an expert answering a question. Reason briefly and to the point, "
+    "then commit to one final answer."
+)
+
+BASELINE_ANSWER_PROMPT = """\
+{question}
+
+Give short reasoning, then your final answer. {answer_format}
+"""
+
+MOA_RESPONSE_ENTRY = "Response {number}:\n<<<\n{text}\n>>>"
+
+MOA_REFINE_SYSTEM = (
+    "You answer a question with the help of earlier responses to it. Those "
+    "responses may be wrong, so check them rather than trust them."
+)
+
+MOA_REFINE_PROMPT = """\
+Question:
+<<<
+{question}
+>>>
+
+Responses written to this question in an earlier round:
+{responses}
+
+Use these responses as supporting material: keep what holds up, fix what is \
+wrong, and add what is missing. Then write your own answer to the question. \
+Give short reasoning, then your final answer. {answer_format}
+"""
+
+MOA_AGGREGATE_SYSTEM = (
+    "You merge several candidate responses to one question into a single answer "
+    "that is better than each of them."
+)
+
+MOA_AGGREGATE_PROMPT = """\
+Question:
+<<<
+{question}
+>>>
+
+Candidate responses:
+{responses}
+
+Evaluate the candidates critically: some may be wrong or biased, and the most \
+frequent answer is not always the right one. Write one accurate, coherent \
+answer to the question. Give short reasoning, then your final answer. \
+{answer_format}
+"""
