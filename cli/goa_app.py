@@ -9,6 +9,7 @@ import typer
 
 from cli.ask_cmd import ask
 from cli.cards_cmd import cards_app
+from cli.eval_cmd import eval_command
 from cli.models_cmd import models_app
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("ask")(ask)
+app.command("eval")(eval_command)
 app.add_typer(cards_app, name="cards")
 app.add_typer(models_app, name="models")
 
