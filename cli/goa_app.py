@@ -11,6 +11,7 @@ from cli.ask_cmd import ask
 from cli.cards_cmd import cards_app
 from cli.eval_cmd import eval_command
 from cli.models_cmd import models_app
+from cli.report_cmd import report_command
 
 app = typer.Typer(
     name="goa",
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.command("ask")(ask)
 app.command("eval")(eval_command)
+app.command("report")(report_command)
 app.add_typer(cards_app, name="cards")
 app.add_typer(models_app, name="models")
 
