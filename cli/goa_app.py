@@ -11,6 +11,7 @@ from cli.ask_cmd import ask
 from cli.cards_cmd import cards_app
 from cli.eval_cmd import eval_command
 from cli.models_cmd import models_app
+from cli.profile_cmd import profile_command
 from cli.report_cmd import report_command
 
 app = typer.Typer(
@@ -20,9 +21,18 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command("ask")(ask)
+app.command(
+    "ask",
+    help="Answer QUESTION with Graph-of-Agents (the embedded local models by default). "
+    "Exit code 1 when no agent could answer.",
+)(ask)
 app.command("eval")(eval_command)
 app.command("report")(report_command)
+app.command(
+    "profile",
+    help="Measure each agent alone on a development split and write its accuracy "
+    "per category into its model card.",
+)(profile_command)
 app.add_typer(cards_app, name="cards")
 app.add_typer(models_app, name="models")
 

@@ -5,10 +5,18 @@ A card is one YAML file named ``<id>.yaml``. The built-in cards live in the
 ``config.toml`` (see :mod:`goa.pools`). Every error names the file and the line
 of the offending field, e.g. ``modelcards/foo.yaml:7 (context_window): Input
 should be a valid integer``.
+
+Overriding a built-in card
+--------------------------
+A user card may not silently reuse the id of a built-in card (a duplicate id is
+an error), but one that says ``override: true`` replaces the built-in card of
+that id everywhere (pools included). ``goa profile`` writes such copies to record
+measured accuracies of built-in models. Two user cards with one id stay an error.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import re
@@ -61,6 +69,13 @@ class Measurement(BaseModel):
 
     accuracy: float = Field(ge=0.0, le=1.0)
     source: str | None = None
+    n: int | None = Field(default=None, ge=0)
+    """How many questions the accuracy was measured on."""
+    as_of: date | None = None
+    """When it was measured."""
+    samples: tuple[str, ...] | None = None
+    """Fingerprints of the questions used (:func:`goa.eval.profile.fingerprint`),
+    so that an evaluation can check it does not reuse them."""
 
 
 def _bare_number_as_measurement(value: object) -> object:
@@ -95,6 +110,8 @@ class ModelCard(BaseModel):
     prices: Prices | None = None
     license: str = Field(min_length=1)
     measured_accuracy: dict[str, Accuracy] = Field(default_factory=dict)
+    override: bool = False
+    """A user card that replaces the built-in card with the same id."""
 
     @field_validator("api_key_env")
     @classmethod
@@ -269,6 +286,7 @@ class LoadedCard:
     card: ModelCard
     source: str
     id_line: int = 1
+    builtin: bool = False
 
     @property
     def where(self) -> str:
@@ -369,9 +387,13 @@ def _builtin_sources() -> list[tuple[str, str, str]]:
     ]
 
 
+def _builtin_card(text: str, source: str, expected_id: str) -> LoadedCard:
+    return dataclasses.replace(parse_card(text, source, expected_id=expected_id), builtin=True)
+
+
 @functools.cache
 def _builtin() -> tuple[LoadedCard, ...]:
-    loaded = [parse_card(t, s, expected_id=i) for t, s, i in _builtin_sources()]
+    loaded = [_builtin_card(t, s, i) for t, s, i in _builtin_sources()]
     _index(loaded)
     return tuple(loaded)
 
@@ -389,10 +411,20 @@ def _user_card_dirs() -> tuple[Path, ...]:
 
 def _all_loaded(card_dirs: Iterable[Path] | None) -> dict[str, LoadedCard]:
     dirs = _user_card_dirs() if card_dirs is None else tuple(card_dirs)
-    loaded: list[LoadedCard] = list(_builtin())
+    by_id = _index(_builtin())
+    user: list[LoadedCard] = []
     for directory in dirs:
-        loaded.extend(_load_dir(directory))
-    return _index(loaded)
+        user.extend(_load_dir(directory))
+    for cid, item in _index(user).items():
+        first = by_id.get(cid)
+        if first is not None and not item.card.override:
+            raise ConfigError(
+                f"{item.where} (id)",
+                f"duplicate card id {cid!r}: already defined in {first.where} "
+                "(add 'override: true' to replace the built-in card)",
+            )
+        by_id[cid] = item
+    return by_id
 
 
 def all_cards(card_dirs: Iterable[Path] | None = None) -> dict[str, ModelCard]:
@@ -470,7 +502,7 @@ def check_cards(paths: Iterable[Path] | None = None) -> CheckReport:
 
 def _check_builtin(report: CheckReport) -> None:
     for text, source, expected in _builtin_sources():
-        _check_one(report, functools.partial(parse_card, text, source, expected_id=expected))
+        _check_one(report, functools.partial(_builtin_card, text, source, expected))
 
 
 def _check_duplicates(report: CheckReport) -> None:
@@ -480,6 +512,9 @@ def _check_duplicates(report: CheckReport) -> None:
         first = seen.setdefault(item.card.id, item)
         if first is item:
             unique.append(item)
+        elif first.builtin and not item.builtin and item.card.override:
+            seen[item.card.id] = item
+            unique[unique.index(first)] = item
         else:
             report.errors.append(
                 ConfigError(
@@ -495,7 +530,8 @@ def _check_duplicates(report: CheckReport) -> None:
 
 def dump_card(card: ModelCard) -> str:
     """The card as YAML, fields in schema order, empty optional fields left out."""
-    data = {k: v for k, v in card.model_dump(mode="json").items() if v is not None and v != {}}
+    dumped = card.model_dump(mode="json", exclude_none=True)
+    data = {k: v for k, v in dumped.items() if v != {} and not (k == "override" and v is False)}
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=88)
 
 
