@@ -27,7 +27,7 @@ import fcntl
 import json
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,6 +147,10 @@ def read_log(path: Path, *, method: str | None = None) -> LogContents:
     return contents
 
 
+def _encode(record: LogRecord) -> bytes:
+    return (record.model_dump_json() + "\n").encode("utf-8")
+
+
 class RunLog:
     """An open run log that appends whole lines atomically (see the module docs).
 
@@ -161,13 +165,21 @@ class RunLog:
 
     def append(self, record: LogRecord) -> None:
         """Write ``record`` as one line and flush it to disk."""
-        line = (record.model_dump_json() + "\n").encode("utf-8")
-        self.append_raw(line)
+        self.append_many([record])
+
+    def append_many(self, records: Sequence[LogRecord]) -> None:
+        """Write several records, one line each, in one write and one ``fsync``."""
+        if records:
+            self._write(b"".join(_encode(record) for record in records))
 
     def append_raw(self, line: bytes) -> None:
         """Write one already-encoded line (ending in a newline) atomically."""
         if not line.endswith(b"\n") or b"\n" in line[:-1]:
             raise ValueError("a log line must be one line ending in a newline")
+        self._write(line)
+
+    def _write(self, line: bytes) -> None:
+        """Append whole lines under the file lock, then flush them to disk."""
         with self._lock:
             fd = self._fd
             if fd is None:

@@ -336,6 +336,12 @@ async def run_eval(
     for sample in todo:
         queue.put_nowait(sample)
 
+    # Workers hand finished samples to one writer task and go straight on to the
+    # next sample, so slow disk flushes never leave a concurrency slot idle; the
+    # writer appends whatever has piled up in one write and one fsync. A sample
+    # still queued when the process dies is simply run again on resume.
+    outbox: asyncio.Queue[LogRecord | None] = asyncio.Queue()
+
     with RunLog(log_path) as log:
 
         async def worker() -> None:
@@ -346,14 +352,32 @@ async def run_eval(
                     return
                 async with limit:
                     record = await _one(method, sample, run_id=run_id, dataset=dataset)
-                await asyncio.to_thread(log.append, record)
-                finished.append(record)
-                report(record)
+                outbox.put_nowait(record)
+
+        async def writer() -> None:
+            done = False
+            while not done:
+                batch: list[LogRecord] = []
+                item = await outbox.get()
+                while item is not None:
+                    batch.append(item)
+                    if outbox.empty():
+                        break
+                    item = outbox.get_nowait()
+                done = item is None
+                await asyncio.to_thread(log.append_many, batch)
+                for record in batch:
+                    finished.append(record)
+                    report(record)
 
         workers = min(concurrency, len(todo))
         async with asyncio.TaskGroup() as group:
-            for _ in range(workers):
-                group.create_task(worker())
+            writing = group.create_task(writer())
+            async with asyncio.TaskGroup() as solving:
+                for _ in range(workers):
+                    solving.create_task(worker())
+            outbox.put_nowait(None)
+            await writing
 
     return summarize_records(
         finished,
