@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from goa import prompts
+from goa.agent_backends import AgentBackends
 from goa.answer import Reply, initial_answers
 from goa.cards import ModelCard, get_card
 from goa.edges import (
@@ -126,9 +127,9 @@ class Run:
         self.stage_wall: dict[Stage, float] = {}
         self.round: int | None = None
         self.state = _State()
-        self._backends: dict[str, Backend] = {}
-        self._owned: list[Backend] = []
-        self._locks: dict[str, asyncio.Lock] = {}
+        self.backends = AgentBackends(
+            goa.card, goa.backends, cache=goa.cache, progress=goa.progress
+        )
         self._t0 = time.perf_counter()
 
     # --- The Caller protocol -------------------------------------------------------
@@ -165,7 +166,7 @@ class Run:
         error: str | None = None
         clock = time.perf_counter()
         try:
-            backend = await self._backend(agent)
+            backend = await self.backends.get(agent)
             request = ChatRequest(
                 messages=tuple(messages),
                 temperature=self.goa.temperature,
@@ -198,7 +199,7 @@ class Run:
                 text=text,
                 answer=answer,
                 usage=completion.usage if completion is not None else None,
-                cost_usd=self._cost(agent, completion),
+                cost_usd=self.backends.cost(agent, completion),
                 latency_s=latency,
                 started_s=started,
                 finish_reason=completion.finish_reason if completion is not None else None,
@@ -215,7 +216,7 @@ class Run:
 
     async def likelihood_backend(self, agent: str) -> LikelihoodBackend | None:
         """``agent``'s backend if it gives log-probabilities (the likelihood judge)."""
-        return likelihood_backend(await self._backend(agent))
+        return likelihood_backend(await self.backends.get(agent))
 
     async def logprob(
         self, agent: str, stage: Stage, messages: Sequence[Message], continuation: str
@@ -248,7 +249,7 @@ class Run:
                 usage=None
                 if value is None
                 else Usage(prompt_tokens=value.prompt_tokens + value.tokens),
-                cost_usd=value.cost_usd if value is not None else self._cost(agent, None),
+                cost_usd=value.cost_usd if value is not None else self.backends.cost(agent, None),
                 latency_s=latency,
                 started_s=started,
                 error=error,
@@ -314,41 +315,9 @@ class Run:
             self.stage_wall[name] = self.stage_wall.get(name, 0.0) + wall
             self.emit("stage_finished", stage=name, message=f"{wall:.3f} s")
 
-    def _cost(self, agent: str, completion: Completion | None) -> float | None:
-        if completion is not None:
-            return completion.cost_usd
-        card = self.goa.card(agent)
-        return 0.0 if card is not None and card.is_local else None
-
-    async def _backend(self, agent: str) -> Backend:
-        given = self.goa.backends.get(agent)
-        if given is not None:
-            return given
-        lock = self._locks.setdefault(agent, asyncio.Lock())
-        async with lock:
-            if agent not in self._backends:
-                self._backends[agent] = await self._make_backend(agent)
-        return self._backends[agent]
-
-    async def _make_backend(self, agent: str) -> Backend:
-        card = self.goa.card(agent)
-        if card is None:
-            raise GoaError(f"no card for agent {agent!r}")
-        if card.backend == "llamacpp":
-            from goa.inference.local_models import ensure_model
-
-            await asyncio.to_thread(ensure_model, card.model, progress=self.goa.progress)
-        from goa.inference.factory import backend_for_card
-
-        backend = backend_for_card(card, cache=self.goa.cache)
-        self._owned.append(backend)
-        return backend
-
     async def aclose(self) -> None:
         """Close the backends this run created (never those the caller passed in)."""
-        for backend in self._owned:
-            with suppress(GoaError, OSError):
-                await backend.aclose()
+        await self.backends.aclose()
 
 
 class GraphOfAgents:

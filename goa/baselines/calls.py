@@ -25,10 +25,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import suppress
 from typing import Any, Literal
 
 from goa import prompts
+from goa.agent_backends import AgentBackends
 from goa.answer import Reply
 from goa.cards import ModelCard, get_card
 from goa.errors import GoaError
@@ -119,9 +119,9 @@ class Session:
         self.records: list[CallRecord] = []
         self.call_stages: list[BaselineStage] = []
         self.incidents: list[Incident] = []
-        self._backends: dict[str, Backend] = {}
-        self._owned: list[Backend] = []
-        self._locks: dict[str, asyncio.Lock] = {}
+        self.backends = AgentBackends(
+            agents.card, agents.backends, cache=agents.cache, progress=False
+        )
         self._t0 = time.perf_counter()
 
     def elapsed(self) -> float:
@@ -147,7 +147,7 @@ class Session:
         timeout = self.agents.timeout_s
         clock = time.perf_counter()
         try:
-            backend = await self._backend(agent)
+            backend = await self.backends.get(agent)
             request = ChatRequest(
                 messages=tuple(messages),
                 temperature=self.agents.temperature if temperature is None else temperature,
@@ -177,7 +177,7 @@ class Session:
                 text=text,
                 answer=answer,
                 usage=completion.usage if completion is not None else None,
-                cost_usd=self._cost(agent, completion),
+                cost_usd=self.backends.cost(agent, completion),
                 latency_s=latency,
                 started_s=started,
                 finish_reason=completion.finish_reason if completion is not None else None,
@@ -247,41 +247,9 @@ class Session:
             extra={**(extra or {}), "call_stages": list(self.call_stages)},
         )
 
-    def _cost(self, agent: str, completion: Completion | None) -> float | None:
-        if completion is not None:
-            return completion.cost_usd
-        card = self.agents.card(agent)
-        return 0.0 if card is not None and card.is_local else None
-
-    async def _backend(self, agent: str) -> Backend:
-        given = self.agents.backends.get(agent)
-        if given is not None:
-            return given
-        lock = self._locks.setdefault(agent, asyncio.Lock())
-        async with lock:
-            if agent not in self._backends:
-                self._backends[agent] = await self._make_backend(agent)
-        return self._backends[agent]
-
-    async def _make_backend(self, agent: str) -> Backend:
-        card = self.agents.card(agent)
-        if card is None:
-            raise GoaError(f"no card for agent {agent!r}")
-        if card.backend == "llamacpp":
-            from goa.inference.local_models import ensure_model
-
-            await asyncio.to_thread(ensure_model, card.model)
-        from goa.inference.factory import backend_for_card
-
-        backend = backend_for_card(card, cache=self.agents.cache)
-        self._owned.append(backend)
-        return backend
-
     async def aclose(self) -> None:
         """Close the backends this session built (never those passed in)."""
-        for backend in self._owned:
-            with suppress(GoaError, OSError):
-                await backend.aclose()
+        await self.backends.aclose()
 
 
 def responses_block(texts: Sequence[str]) -> str:
