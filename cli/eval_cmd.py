@@ -69,6 +69,14 @@ def eval_command(
         split=split,
     )
     chosen = load_pool(pool)
+    from goa.eval.profile import overlaps
+
+    tainted = [card.id for card in chosen.cards if overlaps(card, samples)]
+    if tainted:
+        raise fail(
+            f"card(s) {', '.join(tainted)} were profiled on some of these questions; "
+            "evaluating on them would overstate the profile selector (use other questions)"
+        )
     path = log or Path("goa-runs") / f"{Path(data).stem}.jsonl"
     summaries = [
         asyncio.run(_run(build_method(spec, chosen), samples, path, data, concurrency, as_json))

@@ -142,3 +142,31 @@ def test_malformed_dataset_names_file_and_row(tmp_path: Path) -> None:
     result = invoke("--method", "vote", "--data", str(data))
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {data}:1")
+
+
+def test_questions_a_card_was_profiled_on_are_refused(
+    setup: tuple[Path, dict[str, Agent]], tmp_path: Path
+) -> None:
+    from goa.eval.datasets import load_dataset
+    from goa.eval.profile import fingerprint
+
+    data, _ = setup
+    used = [fingerprint(s) for s in load_dataset(str(data))][:1]
+    cards = paths.config_path().parent / "cards"
+    card = cards / "x.yaml"
+    card.write_text(
+        card.read_text()
+        + f"measured_accuracy:\n  quiz:\n    accuracy: 0.5\n    n: 1\n    samples: [{used[0]}]\n"
+    )
+    result = invoke(
+        "--method",
+        "single",
+        "--data",
+        str(data),
+        "--pool",
+        "trio",
+        "--log",
+        str(tmp_path / "l.jsonl"),
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: card(s) x were profiled on some of these questions")
