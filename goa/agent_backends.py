@@ -9,13 +9,60 @@ and closed with :meth:`AgentBackends.aclose`.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 from contextlib import suppress
+from dataclasses import dataclass
 
 from goa.cards import ModelCard
 from goa.errors import GoaError
 from goa.inference.backend import Backend
-from goa.inference.types import Completion
+from goa.inference.streaming import complete_streaming
+from goa.inference.types import ChatRequest, Completion, OnDelta
+from goa.parsing import extract_answer, unusable
+from goa.result import CallRecord, Stage
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    """What one agent call gave: the completion or the error, the latency, and for
+    answers the extracted final answer (an unusable answer counts as an error)."""
+
+    completion: Completion | None
+    error: str | None
+    latency_s: float
+    answer: str | None = None
+
+    @property
+    def text(self) -> str | None:
+        return self.completion.text if self.completion is not None else None
+
+    def record(
+        self,
+        *,
+        agent: str,
+        stage: Stage,
+        round: int | None,
+        started_s: float,
+        cost_usd: float | None,
+        attempt: int = 0,
+    ) -> CallRecord:
+        completion = self.completion
+        return CallRecord(
+            agent=agent,
+            stage=stage,
+            round=round,
+            attempt=attempt,
+            text=self.text,
+            answer=self.answer,
+            usage=completion.usage if completion is not None else None,
+            cost_usd=cost_usd,
+            latency_s=self.latency_s,
+            started_s=started_s,
+            finish_reason=completion.finish_reason if completion is not None else None,
+            cached=completion.cached if completion is not None else False,
+            error=self.error,
+        )
 
 
 class AgentBackends:
@@ -45,6 +92,40 @@ class AgentBackends:
             if agent not in self._built:
                 self._built[agent] = await self._build(agent)
         return self._built[agent]
+
+    async def call(
+        self,
+        agent: str,
+        request: ChatRequest,
+        *,
+        timeout_s: float | None,
+        is_answer: bool,
+        on_delta: OnDelta | None = None,
+    ) -> CallOutcome:
+        """Send ``request`` to ``agent`` within ``timeout_s``; never raises for a failed
+        call. ``is_answer``: check the reply is usable and extract its final answer."""
+        completion: Completion | None = None
+        error: str | None = None
+        clock = time.perf_counter()
+        try:
+            backend = await self.get(agent)
+            clock = time.perf_counter()
+            async with asyncio.timeout(timeout_s):
+                if on_delta is not None:
+                    completion = await complete_streaming(backend, request, on_delta)
+                else:
+                    completion = await backend.complete(request)
+        except TimeoutError:
+            error = f"timed out after {timeout_s:g} s"
+        except GoaError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        latency = time.perf_counter() - clock
+        answer = None
+        if completion is not None and is_answer:
+            problem = unusable(completion.text)
+            error = f"unusable reply: {problem}" if problem else None
+            answer = extract_answer(completion.text)
+        return CallOutcome(completion, error, latency, answer)
 
     def cost(self, agent: str, completion: Completion | None) -> float | None:
         """A call's cost; a failed call costs 0 on a local model, else it is unknown."""

@@ -52,9 +52,8 @@ from goa.edges import (
 from goa.errors import GoaError
 from goa.inference.backend import Backend
 from goa.inference.likelihood import LikelihoodBackend, TokenLogprob, likelihood_backend
-from goa.inference.streaming import complete_streaming
-from goa.inference.types import ChatRequest, Completion, Message, OnDelta, Tags, Usage
-from goa.parsing import all_agree, extract_answer, unusable
+from goa.inference.types import ChatRequest, Message, OnDelta, Tags, Usage
+from goa.parsing import all_agree, extract_answer
 from goa.passing import forward_pass, reverse_pass
 from goa.pooling import Pooling, max_pool, mean_pool
 from goa.pools import Pool, load_pool
@@ -162,51 +161,31 @@ class Run:
         stream: bool = False,
     ) -> Reply:
         started = self.elapsed()
-        completion: Completion | None = None
-        error: str | None = None
-        clock = time.perf_counter()
-        try:
-            backend = await self.backends.get(agent)
-            request = ChatRequest(
-                messages=tuple(messages),
-                temperature=self.goa.temperature,
-                max_tokens=self.goa.max_tokens,
-                json_schema=json_schema if self.goa.structured else None,
-                tags=Tags(agent=agent, stage=stage, question=self.question_id),
-            )
-            clock = time.perf_counter()
-            async with asyncio.timeout(self.goa.timeout_s):
-                if stream and self.on_delta is not None:
-                    completion = await complete_streaming(backend, request, self.on_delta)
-                else:
-                    completion = await backend.complete(request)
-        except TimeoutError:
-            error = f"timed out after {self.goa.timeout_s:g} s"
-        except GoaError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        latency = time.perf_counter() - clock
-        text = completion.text if completion is not None else None
-        if text is not None and stage in ANSWER_STAGES:
-            problem = unusable(text)
-            error = f"unusable reply: {problem}" if problem else None
-        answer = extract_answer(text) if text is not None and stage in ANSWER_STAGES else None
+        request = ChatRequest(
+            messages=tuple(messages),
+            temperature=self.goa.temperature,
+            max_tokens=self.goa.max_tokens,
+            json_schema=json_schema if self.goa.structured else None,
+            tags=Tags(agent=agent, stage=stage, question=self.question_id),
+        )
+        outcome = await self.backends.call(
+            agent,
+            request,
+            timeout_s=self.goa.timeout_s,
+            is_answer=stage in ANSWER_STAGES,
+            on_delta=self.on_delta if stream else None,
+        )
         self.records.append(
-            CallRecord(
+            outcome.record(
                 agent=agent,
                 stage=stage,
                 round=round,
                 attempt=attempt,
-                text=text,
-                answer=answer,
-                usage=completion.usage if completion is not None else None,
-                cost_usd=self.backends.cost(agent, completion),
-                latency_s=latency,
                 started_s=started,
-                finish_reason=completion.finish_reason if completion is not None else None,
-                cached=completion.cached if completion is not None else False,
-                error=error,
+                cost_usd=self.backends.cost(agent, outcome.completion),
             )
         )
+        text, answer, error = outcome.text, outcome.answer, outcome.error
         if error is not None:
             self.note("error", stage, error, agent=agent)
             return Reply(agent=agent, text=text, answer=answer, error=error)

@@ -22,7 +22,6 @@ reply (empty, no letters or digits) fails; it is recorded with its error and an
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -34,8 +33,7 @@ from goa.cards import ModelCard, get_card
 from goa.errors import GoaError
 from goa.eval.method import MethodOutcome
 from goa.inference.backend import Backend
-from goa.inference.types import ChatRequest, Completion, Message, Tags
-from goa.parsing import extract_answer, unusable
+from goa.inference.types import ChatRequest, Message, Tags
 from goa.pipeline import question_id
 from goa.pools import Pool, load_pool
 from goa.result import CallRecord, Incident, IncidentKind, Stage, Totals
@@ -142,49 +140,26 @@ class Session:
         messages = [Message(role="system", content=system)] if system else []
         messages.append(Message(role="user", content=prompt))
         started = self.elapsed()
-        completion: Completion | None = None
-        error: str | None = None
-        timeout = self.agents.timeout_s
-        clock = time.perf_counter()
-        try:
-            backend = await self.backends.get(agent)
-            request = ChatRequest(
-                messages=tuple(messages),
-                temperature=self.agents.temperature if temperature is None else temperature,
-                max_tokens=self.agents.max_tokens,
-                seed=seed,
-                tags=Tags(agent=agent, stage=stage, question=self.question_id),
-            )
-            clock = time.perf_counter()
-            async with asyncio.timeout(timeout):
-                completion = await backend.complete(request)
-        except TimeoutError:
-            error = f"timed out after {timeout:g} s"
-        except GoaError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        latency = time.perf_counter() - clock
-        text = completion.text if completion is not None else None
-        if text is not None:
-            problem = unusable(text)
-            error = f"unusable reply: {problem}" if problem else None
-        answer = extract_answer(text) if text is not None else None
-        record_stage = RECORD_STAGE[stage]
+        request = ChatRequest(
+            messages=tuple(messages),
+            temperature=self.agents.temperature if temperature is None else temperature,
+            max_tokens=self.agents.max_tokens,
+            seed=seed,
+            tags=Tags(agent=agent, stage=stage, question=self.question_id),
+        )
+        outcome = await self.backends.call(
+            agent, request, timeout_s=self.agents.timeout_s, is_answer=True
+        )
         self.records.append(
-            CallRecord(
+            outcome.record(
                 agent=agent,
-                stage=record_stage,
+                stage=RECORD_STAGE[stage],
                 round=round,
-                text=text,
-                answer=answer,
-                usage=completion.usage if completion is not None else None,
-                cost_usd=self.backends.cost(agent, completion),
-                latency_s=latency,
                 started_s=started,
-                finish_reason=completion.finish_reason if completion is not None else None,
-                cached=completion.cached if completion is not None else False,
-                error=error,
+                cost_usd=self.backends.cost(agent, outcome.completion),
             )
         )
+        text, answer, error = outcome.text, outcome.answer, outcome.error
         self.call_stages.append(stage)
         if error is not None:
             self.note("error", stage, error, agent=agent, round=round)
