@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,7 +17,13 @@ if TYPE_CHECKING:
 
 @reports_errors
 def eval_command(
-    data: Annotated[str, typer.Option(help="Question set name (mmlu, gpqa, math, ...) or file.")],
+    data: Annotated[
+        str,
+        typer.Option(
+            help="Question set name (mmlu, gpqa, math, ...), a .json/.jsonl/.parquet file, "
+            "or hub:OWNER/NAME[:CONFIG] (a Hugging Face dataset)."
+        ),
+    ],
     method: Annotated[
         str | None,
         typer.Option(help="goa, goa-random, single, moa, self-moa or vote (or use --config)."),
@@ -77,7 +84,7 @@ def eval_command(
             f"card(s) {', '.join(tainted)} were profiled on some of these questions; "
             "evaluating on them would overstate the profile selector (use other questions)"
         )
-    path = log or Path("goa-runs") / f"{Path(data).stem}.jsonl"
+    path = log or Path("goa-runs") / f"{_log_stem(data)}.jsonl"
     summaries = [
         asyncio.run(_run(build_method(spec, chosen), samples, path, data, concurrency, as_json))
         for spec in specs
@@ -121,6 +128,12 @@ async def _run(
             concurrency=concurrency,
             on_progress=on_progress,
         )
+
+
+def _log_stem(data: str) -> str:
+    """A file name for the default log: ``mmlu``, ``my-questions``, ``hub-cais-mmlu-all``."""
+    stem = data if data.startswith("hub:") else Path(data).stem
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "run"
 
 
 def _plain(summary: RunSummary) -> dict[str, Any]:

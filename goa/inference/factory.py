@@ -1,7 +1,15 @@
-"""From a model card to a ready backend: the one place that knows every backend kind."""
+"""From a model card to a ready backend: the one place that knows every backend kind.
+
+Local engine. Cards of the embedded local models name the llama.cpp backend,
+which runs on the CPU. ``GOA_LOCAL_ENGINE=transformers`` serves those same cards
+(the same verified GGUF files) with the transformers backend instead, batched
+on a GPU when there is one; ``llamacpp`` (the default) keeps llama.cpp. Cards
+that name ``transformers`` always get the transformers backend.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from goa import paths
@@ -38,6 +46,12 @@ def _bare_backend(card: ModelCard) -> Backend:
             input_price_per_mtok=prices.input_per_mtok if prices else None,
             output_price_per_mtok=prices.output_per_mtok if prices else None,
         )
+    if card.backend == "transformers" or (
+        card.backend == "llamacpp" and local_engine() == "transformers"
+    ):
+        from goa.inference.transformers_backend import TransformersBackend
+
+        return TransformersBackend(card.model)
     if card.backend == "llamacpp":
         from goa.inference.llamacpp_backend import LlamaCppBackend
 
@@ -46,3 +60,16 @@ def _bare_backend(card: ModelCard) -> Backend:
         f"card {card.id!r} (backend)",
         f"the {card.backend!r} backend cannot be built from a card yet",
     )
+
+
+LOCAL_ENGINES = ("llamacpp", "transformers")
+
+
+def local_engine() -> str:
+    """The engine for llama.cpp cards: ``$GOA_LOCAL_ENGINE``, default ``llamacpp``."""
+    engine = os.environ.get("GOA_LOCAL_ENGINE", "").strip() or "llamacpp"
+    if engine not in LOCAL_ENGINES:
+        raise ConfigError(
+            "GOA_LOCAL_ENGINE", f"unknown engine {engine!r}; known: {', '.join(LOCAL_ENGINES)}"
+        )
+    return engine

@@ -8,20 +8,9 @@ runs in a worker thread so the event loop stays free meanwhile.
 
 Prompt format: a file that carries a chat template in its metadata
 (``tokenizer.chat_template``) is prompted through it. A file without one (such as
-Gemma-3-270M base) gets goa's plain-text transcript instead::
-
-    {system prompt}
-
-    User: {user message}
-
-    Assistant: {assistant message}
-
-    User: {user message}
-
-    Assistant:
-
-and generation also stops at a new ``User:`` or ``Assistant:`` line, so a base
-model does not go on to write the next turns of the dialogue itself.
+Gemma-3-270M base) gets goa's plain-text transcript instead
+(:mod:`goa.inference.transcript`), and generation also stops at a new ``User:``
+or ``Assistant:`` line.
 
 Log-probabilities (:meth:`LlamaCppBackend.logprob`, the
 :class:`~goa.inference.likelihood.LikelihoodBackend` ability): the prompt is
@@ -57,10 +46,10 @@ from goa.errors import ModelFileError, ModelRequestError
 from goa.inference import local_models
 from goa.inference.guard import check_model_request
 from goa.inference.likelihood import TokenLogprob
+from goa.inference.transcript import PLAIN_STOPS, plain_prompt
 from goa.inference.types import ChatRequest, Completion, FinishReason, Message, OnDelta, Usage
 
 BACKEND_NAME = "llamacpp"
-PLAIN_STOPS = ("\nUser:", "\nAssistant:")
 
 
 @dataclass
@@ -129,18 +118,6 @@ def default_threads() -> int:
     (about the physical ones) on larger machines."""
     cores = os.cpu_count() or 1
     return cores if cores <= 4 else cores // 2
-
-
-def plain_prompt(messages: Sequence[Message]) -> str:
-    """goa's plain-text transcript for models without a chat template."""
-    turns: list[str] = []
-    for message in messages:
-        if message.role == "system":
-            turns.append(message.content.strip())
-        else:
-            speaker = "User" if message.role == "user" else "Assistant"
-            turns.append(f"{speaker}: {message.content.strip()}")
-    return "\n\n".join([*turns, "Assistant:"])
 
 
 def _finish(reason: object) -> FinishReason:

@@ -1,0 +1,87 @@
+"""Small randomly initialised causal LMs, for tests and benchmarks of the transformers backend.
+
+No weights can be downloaded here, so the transformers backend is exercised with
+models built from an architecture's config with random weights, and a
+byte-level tokenizer built in code (one token per UTF-8 byte, no merges, so any
+text round-trips). Their replies are gibberish, but deterministic under greedy
+decoding, which is what tests of batching, stopping and scoring need. They say
+nothing about accuracy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+SPECIAL = ["<pad>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+
+
+def tiny_tokenizer(*, chat_template: bool = True) -> Any:
+    """A byte-level tokenizer (263 tokens): a chat template with ``<|role|>`` markers,
+    or none (then ``<s>`` starts every text, as for a base model)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {token: index for index, token in enumerate([*SPECIAL, *alphabet])}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    if not chat_template:
+        core.post_processor = processors.TemplateProcessing(
+            single="<s> $A", special_tokens=[("<s>", vocab["<s>"])]
+        )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token="<s>",
+        eos_token="<|end|>" if chat_template else "</s>",
+        pad_token="<pad>",
+        additional_special_tokens=SPECIAL[3:],
+    )
+    if chat_template:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def tiny_causal_lm(
+    architecture: str = "llama", *, vocab_size: int = 263, seed: int = 0, **config: Any
+) -> Any:
+    """A small causal LM of ``architecture`` (a transformers model type such as
+    ``llama``, ``qwen2``, ``mixtral``, ``qwen2_moe``) with random weights, in float32."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    settings: dict[str, Any] = {
+        "vocab_size": vocab_size,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+        "tie_word_embeddings": False,
+        **config,
+    }
+    torch.manual_seed(seed)
+    model_config = AutoConfig.for_model(architecture, **settings)
+    return AutoModelForCausalLM.from_config(model_config, dtype=torch.float32).eval()
+
+
+def tiny_hf_model(
+    name: str = "tiny",
+    *,
+    architecture: str = "llama",
+    chat_template: bool = True,
+    max_batch: int = 64,
+    seed: int = 0,
+) -> Any:
+    """A ready :class:`~goa.inference.transformers_backend.HFModel` of a tiny random model."""
+    from goa.inference.transformers_backend import HFModel
+
+    tokenizer = tiny_tokenizer(chat_template=chat_template)
+    model = tiny_causal_lm(architecture, vocab_size=len(tokenizer), seed=seed)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return HFModel(model, tokenizer, name=name, max_batch=max_batch)

@@ -1,0 +1,249 @@
+"""The transformers backend: batching, stopping, scoring, errors, and the engine switch.
+
+Tiny randomly initialised models (goa.testing.tiny_models) stand in for real
+weights: their replies are gibberish but deterministic under greedy decoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from goa.cards import ModelCard
+from goa.errors import ConfigError, GoaError, ModelRequestError
+from goa.inference import ChatRequest, Message
+from goa.inference.factory import backend_for_card, local_engine
+from goa.inference.transcript import plain_prompt
+from goa.inference.transformers_backend import HFModel, TransformersBackend
+from goa.testing.tiny_models import tiny_hf_model
+
+pytestmark = pytest.mark.allow_model_requests
+
+
+@pytest.fixture(scope="module")
+def chat_model() -> Iterator[HFModel]:
+    model = tiny_hf_model("tiny-chat", max_batch=64)
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="module")
+def base_model() -> Iterator[HFModel]:
+    model = tiny_hf_model("tiny-base", chat_template=False)
+    yield model
+    model.close()
+
+
+def _requests(n: int, **params: Any) -> list[ChatRequest]:
+    return [ChatRequest.of("question " + "x" * (3 * i), **params) for i in range(n)]
+
+
+def _run(backend: TransformersBackend, requests: list[ChatRequest]) -> list[Any]:
+    async def go() -> list[Any]:
+        return list(await asyncio.gather(*(backend.complete(r) for r in requests)))
+
+    return asyncio.run(go())
+
+
+def test_concurrent_requests_share_batches_and_match_one_by_one(chat_model: HFModel) -> None:
+    backend = TransformersBackend("tiny-chat", loaded=chat_model)
+    requests = _requests(8, max_tokens=12)
+    before = chat_model.stats.batches
+    together = _run(backend, requests)
+    assert chat_model.stats.batches - before < len(requests)  # batched, not one by one
+    alone = [_run(backend, [r])[0] for r in requests]
+    # Left padding must not change greedy replies of prompts of different lengths.
+    assert [c.text for c in together] == [c.text for c in alone]
+    assert [c.usage for c in together] == [c.usage for c in alone]
+    for completion, request in zip(together, requests, strict=True):
+        assert completion.backend == "transformers"
+        assert completion.model == "tiny-chat"
+        assert completion.cost_usd == 0.0
+        assert completion.usage.prompt_tokens == len(
+            chat_model.tokenizer(chat_model.prompt_text(request.messages))["input_ids"]
+        )
+
+
+def test_each_reply_keeps_its_own_max_tokens(chat_model: HFModel) -> None:
+    backend = TransformersBackend("tiny-chat", loaded=chat_model)
+    requests = [ChatRequest.of("same prompt", max_tokens=n) for n in (3, 9, 17)]
+    replies = _run(backend, requests)
+    longest = replies[-1]
+    for reply, request in zip(replies, requests, strict=True):
+        assert reply.usage.completion_tokens <= request.max_tokens
+        if reply.finish_reason == "length":
+            assert reply.usage.completion_tokens == request.max_tokens
+            assert longest.text.startswith(reply.text)
+
+
+def test_stop_strings_cut_the_reply(chat_model: HFModel) -> None:
+    backend = TransformersBackend("tiny-chat", loaded=chat_model)
+    free = _run(backend, [ChatRequest.of("stop here", max_tokens=24)])[0]
+    assert len(free.text) >= 4
+    stop = free.text[2:4]
+    cut = _run(backend, [ChatRequest.of("stop here", max_tokens=24, stop=(stop,))])[0]
+    assert cut.text == free.text[: free.text.find(stop)]
+    assert cut.finish_reason == "stop"
+    assert cut.usage.completion_tokens < free.usage.completion_tokens
+
+
+def test_sampled_requests_run_apart_from_greedy_ones(chat_model: HFModel) -> None:
+    backend = TransformersBackend("tiny-chat", loaded=chat_model)
+    greedy = ChatRequest.of("mixed", max_tokens=10)
+    sampled = [ChatRequest.of("mixed", max_tokens=10, temperature=1.0, seed=s) for s in range(4)]
+    replies = _run(backend, [greedy, *sampled])
+    assert replies[0].text == _run(backend, [greedy])[0].text
+    assert all(r.usage.completion_tokens <= 10 for r in replies)
+
+
+def test_model_without_chat_template_gets_the_plain_transcript(base_model: HFModel) -> None:
+    messages = (Message(role="system", content="Be brief."), Message(role="user", content="Hi"))
+    assert base_model.prompt_text(messages) == plain_prompt(messages)
+    ids = base_model.tokenizer(base_model.prompt_text(messages))["input_ids"]
+    assert ids[0] == base_model.tokenizer.bos_token_id
+    backend = TransformersBackend("tiny-base", loaded=base_model)
+    reply = _run(backend, [ChatRequest(messages=messages, max_tokens=16)])[0]
+    assert "\nUser:" not in reply.text
+    assert reply.text == reply.text.strip()
+
+
+def _direct_logprob(model: HFModel, messages: list[Message], continuation: str) -> float:
+    """The same quantity computed independently: one unpadded forward pass."""
+    import torch
+
+    context = model.reply_context(messages)
+    prompt = model.tokenizer(context)["input_ids"]
+    tokens = model.tokenizer(context + continuation)["input_ids"]
+    start = next(
+        (i for i, (a, b) in enumerate(zip(prompt, tokens, strict=False)) if a != b),
+        min(len(prompt), len(tokens)),
+    )
+    with torch.inference_mode():
+        logits = model.model(input_ids=torch.tensor([tokens])).logits[0]
+    values = torch.log_softmax(logits.float(), dim=-1)
+    return math.fsum(float(values[i - 1, tokens[i]]) for i in range(start, len(tokens)))
+
+
+def test_logprobs_batched_equal_an_unpadded_forward_pass(chat_model: HFModel) -> None:
+    backend = TransformersBackend("tiny-chat", loaded=chat_model)
+    cases = [
+        ([Message(role="user", content="Which is right?" + "!" * i)], "Answer " + "B" * i)
+        for i in range(1, 6)
+    ]
+    cases.append(
+        (
+            [Message(role="user", content="Q"), Message(role="assistant", content="Answer:")],
+            " (C)",
+        )
+    )
+
+    async def go() -> list[Any]:
+        return list(await asyncio.gather(*(backend.logprob(m, c) for m, c in cases)))
+
+    scored = asyncio.run(go())
+    for (messages, continuation), result in zip(cases, scored, strict=True):
+        assert result.total == pytest.approx(
+            _direct_logprob(chat_model, messages, continuation), abs=1e-3
+        )
+        assert result.tokens == len(continuation.encode())  # one token per byte
+        assert result.mean == pytest.approx(result.total / result.tokens)
+
+
+def test_empty_continuation_is_an_error_for_that_caller_only(chat_model: HFModel) -> None:
+    backend = TransformersBackend("tiny-chat", loaded=chat_model)
+    messages = [Message(role="user", content="Q")]
+    with pytest.raises(ModelRequestError, match="continuation is empty"):
+        asyncio.run(backend.logprob(messages, ""))
+    assert asyncio.run(backend.logprob(messages, "A")).tokens == 1
+
+
+def test_a_failing_batch_fails_its_callers_and_the_worker_goes_on(
+    chat_model: HFModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = TransformersBackend("tiny-chat", loaded=chat_model)
+    original = HFModel.generate
+    calls = {"n": 0}
+
+    def broken_once(self: HFModel, requests: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("device fell over")
+        return original(self, requests)
+
+    monkeypatch.setattr(HFModel, "generate", broken_once)
+    with pytest.raises(ModelRequestError, match="transformers:tiny-chat: device fell over"):
+        _run(backend, [ChatRequest.of("first", max_tokens=4)])
+    assert _run(backend, [ChatRequest.of("second", max_tokens=4)])[0].usage.completion_tokens > 0
+
+
+def test_requests_are_refused_when_model_requests_are_forbidden(chat_model: HFModel) -> None:
+    from goa.inference import forbid_model_requests
+
+    backend = TransformersBackend("tiny-chat", loaded=chat_model)
+    forbid_model_requests(True)
+    try:
+        with pytest.raises(GoaError):
+            _run(backend, [ChatRequest.of("no")])
+    finally:
+        forbid_model_requests(False)
+
+
+def test_unknown_model_names_what_is_accepted() -> None:
+    with pytest.raises(GoaError, match="neither an embedded local model"):
+        TransformersBackend("no-such-model")
+
+
+def _card(backend: str, model: str) -> ModelCard:
+    return ModelCard(
+        id="card",
+        backend=backend,  # type: ignore[arg-type]
+        model=model,
+        description="A card used to test which backend the factory builds.",
+        domains=("general knowledge",),
+        context_window=2048,
+        license="test",
+    )
+
+
+def test_local_engine_switch_serves_llamacpp_cards_with_transformers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    card = _card("llamacpp", "smollm2-135m")
+    monkeypatch.delenv("GOA_LOCAL_ENGINE", raising=False)
+    assert backend_for_card(card).name == "llamacpp"
+    monkeypatch.setenv("GOA_LOCAL_ENGINE", "transformers")
+    assert local_engine() == "transformers"
+    backend = backend_for_card(card)
+    assert isinstance(backend, TransformersBackend)
+    assert backend.model == "smollm2-135m"
+    monkeypatch.setenv("GOA_LOCAL_ENGINE", "vllm")
+    with pytest.raises(ConfigError, match="unknown engine 'vllm'"):
+        backend_for_card(card)
+
+
+def test_transformers_cards_take_a_model_directory(tmp_path: Any) -> None:
+    backend = backend_for_card(_card("transformers", str(tmp_path)))
+    assert isinstance(backend, TransformersBackend)
+    assert backend.model == str(tmp_path)
+
+
+@pytest.mark.slow
+def test_real_gguf_model_answers_through_transformers() -> None:
+    """SmolLM2-135M, the embedded GGUF file, dequantised and run by transformers."""
+    backend = TransformersBackend("smollm2-135m", max_batch=8)
+    request = ChatRequest.of("What is 2 + 3? Answer with the number only.", max_tokens=12)
+    replies = _run(backend, [request, request])
+    assert "5" in replies[0].text
+    assert replies[0].text == replies[1].text
+    assert replies[0].finish_reason == "stop"
+    scored = asyncio.run(
+        backend.logprob([Message(role="user", content="What is 2 + 3?")], replies[0].text)
+    )
+    assert scored.mean > -3.0  # its own greedy reply is likely under the model
