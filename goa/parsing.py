@@ -365,6 +365,25 @@ def all_agree(answers: Sequence[str | None]) -> bool:
     return len({normalise_answer(a) for a in answers if a is not None}) == 1
 
 
+def majority_answer(answers: Sequence[str | None]) -> str | None:
+    """The answer (normalised) that more than half of ``answers`` give, or None.
+
+    An answer that could not be extracted (None) counts against every answer,
+    so two of three agents must agree even when the third gave no answer.
+    """
+    if len(answers) < 2:
+        return None
+    counts: dict[str, int] = {}
+    for answer in answers:
+        if answer is not None:
+            key = normalise_answer(answer)
+            counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return None
+    top, votes = max(counts.items(), key=lambda item: item[1])
+    return top if 2 * votes > len(answers) else None
+
+
 def unusable(text: str) -> str | None:
     """Why a reply cannot serve as an answer (empty, no letters or digits), or None."""
     if not text.strip():

@@ -34,7 +34,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from goa import prompts
 from goa.agent_backends import AgentBackends
@@ -53,7 +53,7 @@ from goa.errors import GoaError
 from goa.inference.backend import Backend
 from goa.inference.likelihood import LikelihoodBackend, TokenLogprob, likelihood_backend
 from goa.inference.types import ChatRequest, Message, OnDelta, Tags, Usage
-from goa.parsing import all_agree, extract_answer
+from goa.parsing import all_agree, extract_answer, majority_answer, normalise_answer
 from goa.passing import forward_pass, reverse_pass
 from goa.pooling import Pooling, max_pool, mean_pool
 from goa.pools import Pool, load_pool
@@ -75,6 +75,9 @@ from goa.result import (
 from goa.select import SELECTORS, Sampling, SelectorName, sample_nodes
 
 OnEvent = Callable[[Event], None]
+EarlyExit = bool | Literal["all", "majority"]
+"""When GoA stops after the initial answers: never (False), when all agree (True or
+"all"), or when more than half agree ("majority")."""
 
 
 def question_id(question: str) -> str:
@@ -320,6 +323,10 @@ class GraphOfAgents:
     judge's backend gives log-probabilities, else by prompt, recorded as a
     fallback) or ``auto`` (the same, without the fallback note); see
     :mod:`goa.edges`.
+    ``early_exit`` stops after the initial answers when all agents give the same
+    final answer (``True`` or ``"all"``), or when more than half of them do
+    (``"majority"``: the most relevant agent of that majority answers); no judge
+    and no message passing run then.
     ``progress`` shows download progress when a local model is fetched.
     """
 
@@ -332,7 +339,7 @@ class GraphOfAgents:
         adaptive_k: bool = False,
         pooling: Pooling = "max",
         rounds: int = 1,
-        early_exit: bool = False,
+        early_exit: EarlyExit = False,
         meta: str | None = None,
         threshold: float = DEFAULT_THRESHOLD,
         answer_format: str | None = None,
@@ -361,7 +368,11 @@ class GraphOfAgents:
         self.adaptive_k = adaptive_k
         self.pooling: Pooling = pooling
         self.rounds = rounds
-        self.early_exit = early_exit
+        if early_exit not in (False, True, "all", "majority"):
+            raise GoaError(
+                f"early_exit must be False, True, 'all' or 'majority', not {early_exit!r}"
+            )
+        self.early_exit: EarlyExit = early_exit
         self.threshold = threshold
         self.answer_format = answer_format or prompts.GOA_DEFAULT_ANSWER_FORMAT
         self.max_tokens = max_tokens
@@ -510,16 +521,34 @@ class GraphOfAgents:
         return True
 
     def _agree(self, run: Run) -> bool:
+        """Early exit after the answers: all agents agree (``True``/``"all"``), or more
+        than half of them do (``"majority"``: the most relevant of those answers)."""
         state = run.state
         extracted = [extract_answer(state.current[a]) for a in state.ranking]
-        if not all_agree(extracted):
-            return False
+        if self.early_exit == "majority":
+            agreed = majority_answer(extracted)
+            if agreed is None:
+                return False
+            votes = [a for a in extracted if a is not None and normalise_answer(a) == agreed]
+            winner = next(
+                agent
+                for agent, answer in zip(state.ranking, extracted, strict=True)
+                if answer is not None and normalise_answer(answer) == agreed
+            )
+            reason = (
+                f"early exit: {len(votes)} of {len(extracted)} agents gave the same final "
+                f"answer ({votes[0]})"
+            )
+        else:
+            if not all_agree(extracted):
+                return False
+            winner = state.ranking[0]
+            reason = (
+                f"early exit: all {len(extracted)} agents gave the same final answer "
+                f"({extracted[0]})"
+            )
         state.early_exit = True
-        _final(
-            run,
-            state.ranking[0],
-            f"early exit: all {len(extracted)} agents gave the same final answer ({extracted[0]})",
-        )
+        _final(run, winner, reason)
         return True
 
     async def _edges(self, run: Run) -> bool:

@@ -206,6 +206,33 @@ def test_no_early_exit_when_answers_differ() -> None:
     assert calls(backends) == 10
 
 
+def test_majority_early_exit_takes_the_most_relevant_agent_of_the_majority() -> None:
+    backends = {"a": agent("a", answer("B")), "b": agent("b", answer("A"))}
+    backends["c"] = agent("c", answer("A"))
+    backends["c"].stages["select"] = '{"selected": [1, 2, 3]}'
+    goa = make_goa(backends, sizes={"c": 3.0}, early_exit="majority")
+    result = goa.run(QUESTION)
+    assert result.early_exit
+    assert calls(backends) == 3  # no judges, no message passing
+    assert result.final_answer == "A"
+    assert result.final_agent in ("b", "c")
+    order = [s.agent for s in result.selected]
+    assert result.final_agent == next(a for a in order if a in ("b", "c"))
+    assert "2 of 3 agents" in result.reason
+
+
+def test_majority_early_exit_needs_more_than_half() -> None:
+    backends = panel()  # three different answers
+    result = paper_goa(backends, early_exit="majority").run(QUESTION)
+    assert not result.early_exit
+    assert calls(backends) == 10
+
+
+def test_unknown_early_exit_rule_is_refused() -> None:
+    with pytest.raises(GoaError, match="early_exit must be"):
+        make_goa(panel(), early_exit="most")
+
+
 def test_two_rounds_repeat_forward_and_reverse() -> None:
     backends = panel()
     result = paper_goa(backends, rounds=2).run(QUESTION)

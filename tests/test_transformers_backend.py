@@ -67,7 +67,7 @@ def test_concurrent_requests_share_batches_and_match_one_by_one(chat_model: HFMo
         assert completion.model == "tiny-chat"
         assert completion.cost_usd == 0.0
         assert completion.usage.prompt_tokens == len(
-            chat_model.tokenizer(chat_model.prompt_text(request.messages))["input_ids"]
+            chat_model.encode(chat_model.prompt_text(request.messages))
         )
 
 
@@ -106,8 +106,9 @@ def test_sampled_requests_run_apart_from_greedy_ones(chat_model: HFModel) -> Non
 def test_model_without_chat_template_gets_the_plain_transcript(base_model: HFModel) -> None:
     messages = (Message(role="system", content="Be brief."), Message(role="user", content="Hi"))
     assert base_model.prompt_text(messages) == plain_prompt(messages)
-    ids = base_model.tokenizer(base_model.prompt_text(messages))["input_ids"]
+    ids = base_model.encode(base_model.prompt_text(messages))
     assert ids[0] == base_model.tokenizer.bos_token_id
+    assert ids.count(base_model.tokenizer.bos_token_id) == 1
     backend = TransformersBackend("tiny-base", loaded=base_model)
     reply = _run(backend, [ChatRequest(messages=messages, max_tokens=16)])[0]
     assert "\nUser:" not in reply.text
@@ -119,8 +120,8 @@ def _direct_logprob(model: HFModel, messages: list[Message], continuation: str) 
     import torch
 
     context = model.reply_context(messages)
-    prompt = model.tokenizer(context)["input_ids"]
-    tokens = model.tokenizer(context + continuation)["input_ids"]
+    prompt = model.encode(context)
+    tokens = model.encode(context + continuation)
     start = next(
         (i for i, (a, b) in enumerate(zip(prompt, tokens, strict=False)) if a != b),
         min(len(prompt), len(tokens)),
@@ -247,3 +248,13 @@ def test_real_gguf_model_answers_through_transformers() -> None:
         backend.logprob([Message(role="user", content="What is 2 + 3?")], replies[0].text)
     )
     assert scored.mean > -3.0  # its own greedy reply is likely under the model
+
+
+def test_max_batch_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from goa.inference.factory import max_batch
+
+    monkeypatch.setenv("GOA_MAX_BATCH", "256")
+    assert max_batch() == 256
+    monkeypatch.setenv("GOA_MAX_BATCH", "lots")
+    with pytest.raises(ConfigError, match="GOA_MAX_BATCH"):
+        max_batch()

@@ -43,7 +43,7 @@ class MethodSpec(BaseModel):
     pooling: Literal["max", "mean"] = "max"
     selector: Literal["llm", "embedding", "all", "profile"] = "llm"
     judge: Literal["prompt", "likelihood", "auto"] = "prompt"
-    early_exit: bool = False
+    early_exit: bool | Literal["all", "majority"] = False
     structured: bool = False
     rounds: int = Field(default=1, ge=1)
     model: str | None = None

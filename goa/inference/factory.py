@@ -5,6 +5,8 @@ which runs on the CPU. ``GOA_LOCAL_ENGINE=transformers`` serves those same cards
 (the same verified GGUF files) with the transformers backend instead, batched
 on a GPU when there is one; ``llamacpp`` (the default) keeps llama.cpp. Cards
 that name ``transformers`` always get the transformers backend.
+``GOA_MAX_BATCH`` sets how many requests that backend runs as one batch per
+model (default 64; larger batches pay off on a large GPU).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def _bare_backend(card: ModelCard) -> Backend:
     ):
         from goa.inference.transformers_backend import TransformersBackend
 
-        return TransformersBackend(card.model)
+        return TransformersBackend(card.model, max_batch=max_batch())
     if card.backend == "llamacpp":
         from goa.inference.llamacpp_backend import LlamaCppBackend
 
@@ -73,3 +75,15 @@ def local_engine() -> str:
             "GOA_LOCAL_ENGINE", f"unknown engine {engine!r}; known: {', '.join(LOCAL_ENGINES)}"
         )
     return engine
+
+
+def max_batch() -> int:
+    """Requests per batch of the transformers backend: ``$GOA_MAX_BATCH``, default 64."""
+    from goa.inference.transformers_backend import DEFAULT_MAX_BATCH
+
+    raw = os.environ.get("GOA_MAX_BATCH", "").strip()
+    if not raw:
+        return DEFAULT_MAX_BATCH
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError("GOA_MAX_BATCH", f"must be a whole number of 1 or more, not {raw!r}")
+    return int(raw)

@@ -23,7 +23,9 @@ its first stop string.
 
 Prompt format: the tokenizer's chat template where it has one; otherwise goa's
 plain transcript with its stop lines (:mod:`goa.inference.transcript`), as the
-llama.cpp backend does.
+llama.cpp backend does, always after the model's BOS token (Gemma's tokenizer,
+as transformers converts it from GGUF, does not add it, and Gemma without it
+writes gibberish).
 
 Sampling (``temperature > 0``) uses top-k 40 and top-p 0.95, llama.cpp's
 defaults. The random generator is seeded from the seeds of the batch's
@@ -233,9 +235,18 @@ class HFModel:
             return f"{plain_prompt(history)} {start}"
         return self.prompt_text(history) + start
 
-    def _ids(self, text: str) -> list[int]:
-        ids = self.tokenizer(text, add_special_tokens=not self.has_chat_template)["input_ids"]
-        return [int(i) for i in ids]
+    def encode(self, text: str) -> list[int]:
+        """The tokens of a prompt: a chat template's text carries its own special
+        tokens; the plain transcript starts with the model's BOS token, which some
+        tokenizers (Gemma's, converted from GGUF) do not add themselves."""
+        ids = [int(i) for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
+        bos = self.tokenizer.bos_token_id
+        if not self.has_chat_template and bos is not None:
+            ids.insert(0, int(bos))
+        return ids
+
+    def _count(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
 
     def _stop_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
@@ -252,12 +263,10 @@ class HFModel:
 
         tokenizer, first = self.tokenizer, requests[0]
         stops = [*first.stop, *(() if self.has_chat_template else PLAIN_STOPS)]
-        encoded = tokenizer(
-            [self.prompt_text(r.messages) for r in requests],
-            return_tensors="pt",
-            padding=True,
-            add_special_tokens=not self.has_chat_template,
-        ).to(self.device)
+        rows = [self.encode(self.prompt_text(r.messages)) for r in requests]
+        encoded = tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt").to(
+            self.device
+        )
         options: dict[str, Any] = {
             "max_new_tokens": max(r.max_tokens for r in requests),
             "do_sample": first.temperature > 0,
@@ -297,9 +306,7 @@ class HFModel:
         cuts = [text.find(stop) for stop in stops if stop in text]
         if cuts:
             text, stopped = text[: min(cuts)], True
-            completion_tokens = len(self._ids(text)) if text else 0
-            if not self.has_chat_template and completion_tokens:
-                completion_tokens -= int(self.tokenizer.bos_token_id is not None)
+            completion_tokens = self._count(text)
         if not self.has_chat_template:
             text = text.strip()
         finish: FinishReason = (
@@ -317,8 +324,8 @@ class HFModel:
         rows: list[tuple[list[int], int]] = []
         for messages, continuation in items:
             context = self.reply_context(messages)
-            prompt = self._ids(context)
-            tokens = self._ids(context + continuation)
+            prompt = self.encode(context)
+            tokens = self.encode(context + continuation)
             start = _shared_prefix(prompt, tokens)
             if start >= len(tokens):
                 raise ValueError("the continuation is empty")
@@ -400,7 +407,9 @@ class ModelSource:
         raise ModelFileError(f"{path}: neither a model directory nor a .gguf file")
 
 
-_loaded: dict[tuple[str, str | None, str, str], HFModel] = {}
+_Key = tuple[str, str | None, str, str]
+_loaded: dict[_Key, HFModel] = {}
+_key_locks: dict[_Key, threading.Lock] = {}
 _loading = threading.Lock()
 
 
@@ -430,7 +439,9 @@ def load_model(
     device = device or default_device()
     dtype = dtype or ("bfloat16" if device.startswith("cuda") else "float32")
     key = (str(source.directory.resolve()), source.gguf_file, device, dtype)
-    with _loading:
+    with _loading:  # one lock per model: different models load at the same time
+        lock = _key_locks.setdefault(key, threading.Lock())
+    with lock:
         model = _loaded.get(key)
         if model is not None:
             return model
@@ -451,7 +462,8 @@ def load_model(
             max_batch=max_batch,
             load_s=time.perf_counter() - start,
         )
-        _loaded[key] = model
+        with _loading:
+            _loaded[key] = model
         return model
 
 
