@@ -1,10 +1,11 @@
 """P2 (SIMULATED pool): LLM calls per question of GoA's cheaper variants at equal accuracy.
 
-Paper GoA (k=3, LLM selector, max pooling, one round) against early exit, the
-embedding selector (the real local embedding model of :mod:`goa.embedding`; no
-LLM call for selection) and both, on ``--questions`` MMLU questions (seeded
-shuffle) answered by :func:`~goa.testing.simulated.simulated_pool` (default
-specs, unchanged). No model runs: every figure is simulated.
+Paper GoA (k=3, LLM selector, max pooling, one round) against early exit
+(unanimous, and by majority), the embedding selector (the real local embedding
+model of :mod:`goa.embedding`; no LLM call for selection) and both, on
+``--questions`` MMLU questions (seeded shuffle) answered by
+:func:`~goa.testing.simulated.simulated_pool` (default specs, unchanged). No model
+runs: every figure is simulated.
 
 Definitions:
 
@@ -99,7 +100,11 @@ def main() -> None:
                 "Paper GoA makes 10 calls (select, difficulty, 3 answers, 3 scores, forward and "
                 "reverse refinement; max pooling makes none). The embedding selector saves the "
                 "selection call only; early exit saves calls only when it fires (see "
-                "early_exit_rate_*). The real-pool part of P2 is not measured here."
+                "early_exit_rate_*): unanimous early exit (early_exit=True) fires rarely, "
+                "majority early exit (early_exit='majority': more than half of the selected "
+                "agents give the same final answer) fires on most questions and skips the "
+                "judges and message passing. The real-pool part of P2 is in "
+                "eval-real-local.json when measured."
             ),
         },
     )

@@ -259,6 +259,9 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=math.inf)
     parser.add_argument("--log", type=Path, default=Path("goa-runs") / f"{NAME}.jsonl")
     parser.add_argument("--summarize-only", action="store_true")
+    parser.add_argument(
+        "--methods", default="", help="comma-separated labels to run (default: all)"
+    )
     parser.add_argument("--command", dest="command_text", default=None)
     args = parser.parse_args()
     args.command_text = args.command_text or "python -m benchmarks.eval_real_local " + " ".join(
@@ -266,6 +269,12 @@ def main() -> None:
     )
     pool_ids = [card.id for card in load_pool("local").cards]
     specs = method_specs(pool_ids, args.max_tokens)
+    if args.methods:
+        wanted = args.methods.split(",")
+        unknown = sorted(set(wanted) - {s.label for s in specs})
+        if unknown:
+            parser.error(f"unknown methods {unknown}; known: {[s.label for s in specs]}")
+        specs = [s for s in specs if s.label in wanted]
     args.log.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if not args.summarize_only:

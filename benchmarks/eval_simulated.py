@@ -15,6 +15,9 @@ Methods (all through :func:`~goa.eval.runner.run_eval`, one shared pool):
 - ``goa-embedding``: the same with ``selector="embedding"`` (the real local
   embedding model of :mod:`goa.embedding`, multilingual-e5-small; no LLM call).
 - ``goa-embedding-early-exit``: both.
+- ``goa-majority-exit``: paper GoA stopping after the answers when more than
+  half of the agents agree (``early_exit="majority"``).
+- ``goa-embedding-majority-exit``: that with the embedding selector.
 - ``goa-random``: GoA over 3 agents drawn at random per question (ablation).
 - ``single:<agent>``: each agent alone (1 call). ``single`` in the summary is
   the pool's largest card (the default of ``goa eval``); ``best_single`` is the
@@ -68,6 +71,8 @@ GOA_VARIANTS: dict[str, dict[str, object]] = {
     "goa-early-exit": {"early_exit": True},
     "goa-embedding": {"selector": "embedding"},
     "goa-embedding-early-exit": {"selector": "embedding", "early_exit": True},
+    "goa-majority-exit": {"early_exit": "majority"},
+    "goa-embedding-majority-exit": {"selector": "embedding", "early_exit": "majority"},
 }
 
 

@@ -20,8 +20,9 @@ from goa.cards import ModelCard
 from goa.errors import ConfigError, GoaError, ModelRequestError
 from goa.inference import ChatRequest, Message
 from goa.inference.factory import backend_for_card, local_engine
+from goa.inference.hf_model import HFModel
 from goa.inference.transcript import plain_prompt
-from goa.inference.transformers_backend import HFModel, TransformersBackend
+from goa.inference.transformers_backend import TransformersBackend
 from goa.testing.tiny_models import tiny_hf_model
 
 pytestmark = pytest.mark.allow_model_requests

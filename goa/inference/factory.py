@@ -79,7 +79,7 @@ def local_engine() -> str:
 
 def max_batch() -> int:
     """Requests per batch of the transformers backend: ``$GOA_MAX_BATCH``, default 64."""
-    from goa.inference.transformers_backend import DEFAULT_MAX_BATCH
+    from goa.inference.hf_model import DEFAULT_MAX_BATCH
 
     raw = os.environ.get("GOA_MAX_BATCH", "").strip()
     if not raw:

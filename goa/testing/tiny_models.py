@@ -79,7 +79,7 @@ def tiny_hf_model(
     seed: int = 0,
 ) -> Any:
     """A ready :class:`~goa.inference.transformers_backend.HFModel` of a tiny random model."""
-    from goa.inference.transformers_backend import HFModel
+    from goa.inference.hf_model import HFModel
 
     tokenizer = tiny_tokenizer(chat_template=chat_template)
     model = tiny_causal_lm(architecture, vocab_size=len(tokenizer), seed=seed)

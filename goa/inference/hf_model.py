@@ -1,0 +1,375 @@
+"""A Hugging Face causal LM with the worker thread that batches requests to it.
+
+Batching. Each :class:`HFModel` has one worker thread and a queue. Requests from
+any number of coroutines are queued; the worker takes the first one waiting
+and everything else already queued (up to ``max_batch``), runs them as one
+batch, and answers each. While a batch runs, new requests pile up and form the
+next batch, so concurrent callers (an evaluation with many questions in
+flight, the agents of one GoA stage) share the GPU without any timer. Within a
+batch, requests are grouped by what ``generate`` needs to be the same:
+greedy or sampled, the temperature and the stop strings. Prompts are padded on
+the left; ``max_new_tokens`` is the largest ``max_tokens`` of the group, and each
+reply is then cut to its own ``max_tokens``, at the end-of-sequence token and at
+its first stop string.
+
+Prompt format: the tokenizer's chat template where it has one; otherwise goa's
+plain transcript with its stop lines (:mod:`goa.inference.transcript`), as the
+llama.cpp backend does, always after the model's BOS token (Gemma's tokenizer,
+as transformers converts it from GGUF, does not add it, and Gemma without it
+writes gibberish).
+
+Sampling (``temperature > 0``) uses top-k 40 and top-p 0.95, llama.cpp's
+defaults. The random generator is seeded from the seeds of the batch's
+requests, so a sampled reply depends on the batch it ran in: reproducible for
+the same requests in the same order, not across different batchings.
+``json_schema`` is not enforced (no grammar): callers validate the reply, as
+they do for every backend.
+
+Log-probabilities (:meth:`HFModel.score`) follow the conventions of
+:mod:`goa.inference.likelihood`; they are batched like generation (left
+padding, explicit positions) and only the scored positions are projected to
+the vocabulary, a few rows at a time.
+
+A batch that runs out of GPU memory is split in halves and run again; a single
+request that does not fit fails with a :class:`~goa.errors.ModelRequestError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from goa.errors import ModelRequestError
+from goa.inference.likelihood import TokenLogprob
+from goa.inference.transcript import PLAIN_STOPS, plain_prompt
+from goa.inference.types import ChatRequest, FinishReason, Message, Usage
+
+DEFAULT_MAX_BATCH = 64
+SCORE_ROWS = 8
+"""Rows whose scored positions are projected to the vocabulary at once (bounds
+the logits tensor: 8 rows of 256 positions of Qwen's 151,936 logits are 1.2 GB
+in float32)."""
+SAMPLING = {"top_k": 40, "top_p": 0.95}
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One reply of a batch."""
+
+    text: str
+    usage: Usage
+    finish: FinishReason
+
+
+@dataclass
+class Job:
+    """A queued request: generation (``request``) or scoring (``messages``)."""
+
+    done: Callable[[object], None]
+    request: ChatRequest | None = None
+    messages: tuple[Message, ...] = ()
+    continuation: str = ""
+
+    def group(self) -> tuple[object, ...]:
+        if self.request is None:
+            return ("score",)
+        request = self.request
+        return ("generate", request.temperature > 0, request.temperature, request.stop)
+
+
+@dataclass
+class BatchStats:
+    """How the worker batched: batches run and requests answered."""
+
+    batches: int = 0
+    requests: int = 0
+    largest: int = 0
+    splits: int = 0
+    sizes: list[int] = field(default_factory=list)
+
+    def add(self, size: int) -> None:
+        self.batches += 1
+        self.requests += size
+        self.largest = max(self.largest, size)
+        if len(self.sizes) < 10_000:
+            self.sizes.append(size)
+
+    @property
+    def mean(self) -> float:
+        return self.requests / self.batches if self.batches else 0.0
+
+
+class HFModel:
+    """A loaded causal LM, its tokenizer, and the worker thread that batches requests."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        name: str,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        load_s: float = 0.0,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.max_batch = max_batch
+        self.load_s = load_s
+        self.has_chat_template = bool(getattr(tokenizer, "chat_template", None))
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.stats = BatchStats()
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._worker = threading.Thread(
+            target=self._work, name=f"goa-transformers-{name}", daemon=True
+        )
+        self._worker.start()
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    def submit(self, job: Job) -> None:
+        self._jobs.put(job)
+
+    def close(self) -> None:
+        """Stop the worker once the requests already queued are answered."""
+        self._jobs.put(None)
+
+    # --- the worker ------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            first = self._jobs.get()
+            if first is None:
+                return
+            jobs, stopping = [first], False
+            while len(jobs) < self.max_batch:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stopping = True
+                    break
+                jobs.append(job)
+            groups: dict[tuple[object, ...], list[Job]] = {}
+            for job in jobs:
+                groups.setdefault(job.group(), []).append(job)
+            for group in groups.values():
+                self._run(group)
+            if stopping:
+                return
+
+    def _run(self, jobs: list[Job]) -> None:
+        try:
+            results = self._split_on_oom(jobs)
+        except Exception as exc:  # torch raises many kinds; each caller gets the error
+            error = ModelRequestError(f"transformers:{self.name}: {exc}")
+            for job in jobs:
+                job.done(error)
+            return
+        for job, result in zip(jobs, results, strict=True):
+            job.done(result)
+
+    def _split_on_oom(self, jobs: list[Job]) -> list[object]:
+        import torch
+
+        try:
+            self.stats.add(len(jobs))
+            if jobs[0].request is None:
+                return list(self.score([(j.messages, j.continuation) for j in jobs]))
+            return list(self.generate([j.request for j in jobs if j.request is not None]))
+        except torch.cuda.OutOfMemoryError:
+            if len(jobs) == 1:
+                raise
+            torch.cuda.empty_cache()
+            self.stats.splits += 1
+            half = len(jobs) // 2
+            return self._split_on_oom(jobs[:half]) + self._split_on_oom(jobs[half:])
+
+    # --- prompts ---------------------------------------------------------------------
+
+    def prompt_text(self, messages: Sequence[Message]) -> str:
+        """The text generation continues: chat template with its assistant header,
+        or the plain transcript."""
+        if not self.has_chat_template:
+            return plain_prompt(messages)
+        turns = [{"role": m.role, "content": m.content} for m in messages]
+        return str(
+            self.tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+        )
+
+    def reply_context(self, messages: Sequence[Message]) -> str:
+        """What a reply to ``messages`` follows, a trailing assistant message included."""
+        history, start = list(messages), ""
+        if history and history[-1].role == "assistant":
+            start = history.pop().content
+        if not history:
+            raise ValueError("no messages before the reply")
+        if not self.has_chat_template:
+            return f"{plain_prompt(history)} {start}"
+        return self.prompt_text(history) + start
+
+    def encode(self, text: str) -> list[int]:
+        """The tokens of a prompt: a chat template's text carries its own special
+        tokens; the plain transcript starts with the model's BOS token, which some
+        tokenizers (Gemma's, converted from GGUF) do not add themselves."""
+        ids = [int(i) for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
+        bos = self.tokenizer.bos_token_id
+        if not self.has_chat_template and bos is not None:
+            ids.insert(0, int(bos))
+        return ids
+
+    def _count(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+
+    def _stop_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
+        configured = getattr(self.model.generation_config, "eos_token_id", None)
+        ids.update(configured if isinstance(configured, list) else [configured])
+        return {int(i) for i in ids if i is not None}
+
+    # --- generation ------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[ChatRequest]) -> list[Generated]:
+        """One batch of requests that share temperature and stop strings."""
+        import torch
+        from transformers import GenerationConfig
+
+        tokenizer, first = self.tokenizer, requests[0]
+        stops = [*first.stop, *(() if self.has_chat_template else PLAIN_STOPS)]
+        rows = [self.encode(self.prompt_text(r.messages)) for r in requests]
+        encoded = tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt").to(
+            self.device
+        )
+        options: dict[str, Any] = {
+            "max_new_tokens": max(r.max_tokens for r in requests),
+            "do_sample": first.temperature > 0,
+            "pad_token_id": tokenizer.pad_token_id,
+            "eos_token_id": sorted(self._stop_ids()),
+        }
+        if first.temperature > 0:
+            options.update(temperature=first.temperature, **SAMPLING)
+            torch.manual_seed(_batch_seed(requests))
+        extra: dict[str, Any] = {}
+        if stops:
+            options["stop_strings"] = stops
+            extra["tokenizer"] = tokenizer
+        with torch.inference_mode():
+            output = self.model.generate(
+                **encoded, generation_config=GenerationConfig(**options), **extra
+            )
+        width = encoded["input_ids"].shape[1]
+        prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
+        return [
+            self._reply(output[row, width:].tolist(), request, stops, int(prompt_lengths[row]))
+            for row, request in enumerate(requests)
+        ]
+
+    def _reply(
+        self, tokens: list[int], request: ChatRequest, stops: Sequence[str], prompt_tokens: int
+    ) -> Generated:
+        ended = self._stop_ids()
+        tokens = tokens[: request.max_tokens]
+        stopped = False
+        for index, token in enumerate(tokens):
+            if token in ended:
+                tokens, stopped = tokens[:index], True
+                break
+        text = str(self.tokenizer.decode(tokens, skip_special_tokens=True))
+        completion_tokens = len(tokens)
+        cuts = [text.find(stop) for stop in stops if stop in text]
+        if cuts:
+            text, stopped = text[: min(cuts)], True
+            completion_tokens = self._count(text)
+        if not self.has_chat_template:
+            text = text.strip()
+        finish: FinishReason = (
+            "stop" if stopped else "length" if len(tokens) >= request.max_tokens else "unknown"
+        )
+        usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=max(0, completion_tokens))
+        return Generated(text, usage, finish)
+
+    # --- log-probabilities -----------------------------------------------------------
+
+    def score(self, items: Sequence[tuple[Sequence[Message], str]]) -> list[TokenLogprob]:
+        """Log-probabilities of each continuation after its messages, in one batch."""
+        import torch
+
+        rows: list[tuple[list[int], int]] = []
+        for messages, continuation in items:
+            context = self.reply_context(messages)
+            prompt = self.encode(context)
+            tokens = self.encode(context + continuation)
+            start = _shared_prefix(prompt, tokens)
+            if start >= len(tokens):
+                raise ValueError("the continuation is empty")
+            rows.append((tokens, max(1, start)))
+        width = max(len(tokens) for tokens, _ in rows)
+        pad = int(self.tokenizer.pad_token_id)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, (tokens, _) in enumerate(rows):
+            ids[row, width - len(tokens) :] = torch.tensor(tokens)
+            mask[row, width - len(tokens) :] = 1
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        device = self.device
+        results: list[TokenLogprob] = []
+        with torch.inference_mode():
+            hidden = self._hidden(ids.to(device), mask.to(device), positions.to(device))
+            for first in range(0, len(rows), SCORE_ROWS):
+                chunk = rows[first : first + SCORE_ROWS]
+                for offset, (tokens, start) in enumerate(chunk):
+                    row = first + offset
+                    scored = len(tokens) - start
+                    # Positions width-scored-1 .. width-2 predict the continuation tokens.
+                    states = hidden[row, width - scored - 1 : width - 1]
+                    logits = self._logits(states).float()
+                    values = torch.log_softmax(logits, dim=-1)
+                    target = torch.tensor(tokens[start:], device=device)
+                    picked = values.gather(1, target[:, None])[:, 0].tolist()
+                    results.append(TokenLogprob.of(picked, prompt_tokens=start, cost_usd=0.0))
+        return results
+
+    def _hidden(self, ids: Any, mask: Any, positions: Any) -> Any:
+        """The final hidden states (after the last norm) of the base model."""
+        output = self.model.base_model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
+        )
+        return output.last_hidden_state
+
+    def _logits(self, states: Any) -> Any:
+        """The model's own head on some final hidden states (with Gemma's soft cap)."""
+        logits = self.model.get_output_embeddings()(states)
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        if cap:
+            import torch
+
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+
+def _shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _batch_seed(requests: Sequence[ChatRequest]) -> int:
+    text = ",".join(str(r.seed) for r in requests)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+
+
+__all__ = ["DEFAULT_MAX_BATCH", "BatchStats", "Generated", "HFModel", "Job"]
