@@ -6,6 +6,7 @@ Only typer is imported here; the library loads inside each command.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -91,3 +92,19 @@ def pull_model(
 
     path = local_models.pull(name, force=force, progress=True)
     typer.echo(str(path))
+
+
+@models_app.command("export")
+@reports_errors
+def export_model(
+    name: Annotated[str, typer.Argument(help="Model id, as `goa models list` shows it.")],
+    to: Annotated[Path, typer.Option("--to", help="Folder to write DIR/NAME into.")],
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="bfloat16 (default), float16 or float32.")
+    ] = "bfloat16",
+) -> None:
+    """Write a local model in the Hugging Face layout (dequantised), for the
+    transformers backend to load fast: set GOA_TRANSFORMERS_DIR to the folder."""
+    from goa.inference.hf_export import export_model as export
+
+    typer.echo(str(export(name, to, dtype=dtype)))

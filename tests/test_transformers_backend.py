@@ -89,10 +89,12 @@ def test_stop_strings_cut_the_reply(chat_model: HFModel) -> None:
     free = _run(backend, [ChatRequest.of("stop here", max_tokens=24)])[0]
     assert len(free.text) >= 4
     stop = free.text[2:4]
+    steps = chat_model.stats.steps
     cut = _run(backend, [ChatRequest.of("stop here", max_tokens=24, stop=(stop,))])[0]
     assert cut.text == free.text[: free.text.find(stop)]
     assert cut.finish_reason == "stop"
     assert cut.usage.completion_tokens < free.usage.completion_tokens
+    assert chat_model.stats.steps - steps < 24  # generation stopped at the stop string
 
 
 def test_sampled_requests_run_apart_from_greedy_ones(chat_model: HFModel) -> None:
@@ -259,3 +261,61 @@ def test_max_batch_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("GOA_MAX_BATCH", "lots")
     with pytest.raises(ConfigError, match="GOA_MAX_BATCH"):
         max_batch()
+
+
+def test_find_export_accepts_only_an_export_of_the_registry_file(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from goa.inference import local_models
+    from goa.inference.hf_export import MANIFEST, find_export
+
+    monkeypatch.delenv("GOA_TRANSFORMERS_DIR", raising=False)
+    assert find_export("smollm2-135m") is None
+    monkeypatch.setenv("GOA_TRANSFORMERS_DIR", str(tmp_path))
+    assert find_export("smollm2-135m") is None  # no folder for it
+    folder = tmp_path / "smollm2-135m"
+    folder.mkdir()
+    sha = local_models.get_spec("smollm2-135m").sha256
+    (folder / MANIFEST).write_text(json.dumps({"model": "smollm2-135m", "source_sha256": sha}))
+    assert find_export("smollm2-135m") == folder
+    (folder / MANIFEST).write_text(json.dumps({"model": "smollm2-135m", "source_sha256": "0" * 64}))
+    with pytest.raises(GoaError, match="not of 'smollm2-135m'"):
+        find_export("smollm2-135m")
+    (folder / MANIFEST).write_text("not json")
+    with pytest.raises(GoaError, match="not a goa export"):
+        find_export("smollm2-135m")
+
+
+@pytest.mark.slow
+def test_exported_model_loads_from_its_folder_and_answers(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`goa models export` writes the HF layout; GOA_TRANSFORMERS_DIR makes the
+    backend load it instead of parsing the GGUF file."""
+    from typer.testing import CliRunner
+
+    from cli.goa_app import app
+
+    result = CliRunner().invoke(app, ["models", "export", "smollm2-135m", "--to", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "smollm2-135m"
+    assert (folder / "model.safetensors").is_file()
+    assert (folder / "goa-export.json").is_file()
+    monkeypatch.setenv("GOA_TRANSFORMERS_DIR", str(tmp_path))
+    backend = TransformersBackend("smollm2-135m", device="cpu", dtype="float32")
+    loaded = backend.load()
+    assert loaded.has_chat_template
+    request = ChatRequest.of("What is 2 + 3? Answer with the number only.", max_tokens=12)
+    assert "5" in _run(backend, [request])[0].text
+
+
+def test_export_of_an_unknown_model_exits_2_without_traceback(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from cli.goa_app import app
+
+    result = CliRunner().invoke(app, ["models", "export", "no-such-model", "--to", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output

@@ -7,7 +7,9 @@ CPU), or, for the four embedded local models, from the same verified GGUF file
 the llama.cpp backend runs (:mod:`goa.inference.local_models`). So the local
 pool can run on a GPU unchanged: ``GOA_LOCAL_ENGINE=transformers`` makes
 :func:`goa.inference.factory.backend_for_card` serve llama.cpp cards with this
-backend (see there).
+backend (see there). With ``GOA_TRANSFORMERS_DIR`` set, an embedded model is
+loaded from its Hugging Face export there instead, much faster
+(:mod:`goa.inference.hf_export`).
 
 Each model is loaded once per process (one lock per model, so different models
 load at the same time) and served by an :class:`~goa.inference.hf_model.HFModel`,
@@ -29,6 +31,7 @@ from typing import Any
 from goa.errors import ModelFileError, ModelRequestError
 from goa.inference import local_models
 from goa.inference.guard import check_model_request
+from goa.inference.hf_export import find_export
 from goa.inference.hf_model import DEFAULT_MAX_BATCH, BatchStats, Generated, HFModel, Job
 from goa.inference.likelihood import TokenLogprob
 from goa.inference.types import ChatRequest, Completion, Message
@@ -177,7 +180,7 @@ class TransformersBackend:
     def load(self) -> HFModel:
         """Load the model now (it is otherwise loaded on the first request)."""
         if self._loaded is None:
-            path = self._path or local_models.ensure_model(self._model)
+            path = self._path or find_export(self._model) or local_models.ensure_model(self._model)
             if self._path is not None and self._model in local_models.LOCAL_MODELS:
                 local_models.check_model_file(path, local_models.get_spec(self._model))
             self._loaded = load_model(
