@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from goa.errors import ModelRequestError
-from goa.inference.likelihood import TokenLogprob
+from goa.inference.likelihood import TokenLogprob, shared_prefix
 from goa.inference.transcript import PLAIN_STOPS, plain_prompt
 from goa.inference.types import ChatRequest, FinishReason, Message, Usage
 
@@ -312,7 +312,7 @@ class HFModel:
             context = self.reply_context(messages)
             prompt = self.encode(context)
             tokens = self.encode(context + continuation)
-            start = _shared_prefix(prompt, tokens)
+            start = shared_prefix(prompt, tokens)
             if start >= len(tokens):
                 raise ValueError("the continuation is empty")
             rows.append((tokens, max(1, start)))
@@ -385,15 +385,6 @@ class _StopOnText:
         texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
         done = [any(stop in text for stop in self.stops) for text in texts]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
-def _shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _batch_seed(requests: Sequence[ChatRequest]) -> int:

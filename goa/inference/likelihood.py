@@ -104,6 +104,17 @@ def likelihood_backend(backend: Backend) -> LikelihoodBackend | None:
     return None
 
 
+def shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens two token lists share: where a continuation's own
+    tokens begin after the prompt's (see the conventions above)."""
+    length = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        length += 1
+    return length
+
+
 def softmax(values: Sequence[float]) -> list[float]:
     """``exp(v) / sum(exp(v))`` for each value, computed stably (shares of 1)."""
     if not values:

@@ -45,7 +45,7 @@ from typing import Any
 from goa.errors import ModelFileError, ModelRequestError
 from goa.inference import local_models
 from goa.inference.guard import check_model_request
-from goa.inference.likelihood import TokenLogprob
+from goa.inference.likelihood import TokenLogprob, shared_prefix
 from goa.inference.transcript import PLAIN_STOPS, plain_prompt
 from goa.inference.types import ChatRequest, Completion, FinishReason, Message, OnDelta, Usage
 
@@ -375,21 +375,12 @@ def reply_tokens(
     llama = loaded.llama
     prompt = llama.tokenize(context.encode("utf-8"), add_bos=add_bos, special=True)
     tokens = llama.tokenize((context + continuation).encode("utf-8"), add_bos=add_bos, special=True)
-    start = _common_prefix(prompt, tokens)
+    start = shared_prefix(prompt, tokens)
     if start >= len(tokens):
         raise ValueError("the continuation is empty")
     if start == 0:
         raise ValueError("nothing to condition the continuation on")
     return list(tokens), start
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    length = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        length += 1
-    return length
 
 
 def score_tokens(llama: Any, tokens: Sequence[int], start: int) -> list[float]:
@@ -409,7 +400,7 @@ def score_tokens(llama: Any, tokens: Sequence[int], start: int) -> list[float]:
     first = start - 1  # the first position whose logits are read
     try:
         cached = llama.input_ids[: llama.n_tokens].tolist()
-        llama.n_tokens = _common_prefix(cached, tokens[:first])
+        llama.n_tokens = shared_prefix(cached, tokens[:first])
         if llama.n_tokens < first:
             llama.eval(tokens[llama.n_tokens : first])
         ctx, batch, n_vocab = llama._ctx, llama._batch, int(llama.n_vocab())

@@ -1,0 +1,27 @@
+#!/bin/bash
+# On the GPU machine, after every part of pack.sh was copied to /root/xfer:
+# check and unpack the exports, then start the evaluation in the background
+# (setsid: it outlives this call while the machine stays warm).
+# Env: LIMIT (500), CONC (1024 questions in flight), MAXB (256), BUDGET (s), METHODS.
+set -euo pipefail
+export PYTHONUNBUFFERED=1
+[ -d .dev/whl ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --upgrade --target /tmp/site .dev/whl/*.whl
+mkdir -p /root/exports /root/run /root/goa-data /root/shared-data
+cp -r .dev/data/* /root/shared-data/
+got=$(cat /root/xfer/hf.part.* | sha256sum | cut -d' ' -f1)
+[ "$got" = "$(cat .dev/parts.sha256)" ] || { echo "SHA-256 MISMATCH: $got"; exit 1; }
+cat /root/xfer/hf.part.* | tar -xzf - -C /root/exports
+ls /root/exports
+nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
+export PYTHONPATH=/tmp/site GOA_TRANSFORMERS_DIR=/root/exports GOA_DATA_DIR=/root/goa-data \
+    GOA_SHARED_DATA=/root/shared-data GOA_LOCAL_ENGINE=transformers GOA_MAX_BATCH="${MAXB:-256}" \
+    TOKENIZERS_PARALLELISM=false
+args=(--limit "${LIMIT:-500}" --concurrency "${CONC:-1024}" --budget-s "${BUDGET:-900}")
+[ -n "${METHODS:-}" ] && args+=(--methods "$METHODS")
+setsid nohup python3 -m benchmarks.eval_real_local "${args[@]}" \
+    --log /root/run/eval-real-local.jsonl \
+    --command "GOA_LOCAL_ENGINE=transformers GOA_MAX_BATCH=${MAXB:-256} python -m benchmarks.eval_real_local ${args[*]}" \
+    > /root/run/out.txt 2>&1 < /dev/null &
+echo $! > /root/run/pid
+echo started
