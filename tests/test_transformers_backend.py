@@ -319,3 +319,21 @@ def test_export_of_an_unknown_model_exits_2_without_traceback(tmp_path: Any) -> 
     result = CliRunner().invoke(app, ["models", "export", "no-such-model", "--to", str(tmp_path)])
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_the_backend_generates_batches_in_bf16() -> None:
+    import torch
+
+    from goa.inference.transformers_backend import default_device
+
+    assert default_device() == "cuda"
+    model = tiny_hf_model("tiny-gpu")
+    model.model.to(device="cuda", dtype=torch.bfloat16)
+    backend = TransformersBackend("tiny-gpu", loaded=model)
+    requests = _requests(16, max_tokens=8)
+    together = _run(backend, requests)
+    assert all(c.usage.completion_tokens <= 8 for c in together)
+    assert str(model.device).startswith("cuda")
+    assert model.model.dtype == torch.bfloat16
+    model.close()
