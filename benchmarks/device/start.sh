@@ -2,7 +2,8 @@
 # On the GPU machine, after every part of pack.sh was copied to /root/xfer:
 # check and unpack the exports, then start the evaluation in the background
 # (setsid: it outlives this call while the machine stays warm).
-# Env: LIMIT (500), CONC (1024 questions in flight), MAXB (256), BUDGET (s), METHODS.
+# Env: LIMIT (500), CONC (1024 questions in flight), MAXB (256), BUDGET (s), METHODS,
+# THROUGHPUT (1: run benchmarks.transformers_throughput first).
 set -euo pipefail
 export PYTHONUNBUFFERED=1
 [ -d .dev/whl ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
@@ -17,6 +18,11 @@ nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
 export PYTHONPATH=/tmp/site GOA_TRANSFORMERS_DIR=/root/exports GOA_DATA_DIR=/root/goa-data \
     GOA_SHARED_DATA=/root/shared-data GOA_LOCAL_ENGINE=transformers GOA_MAX_BATCH="${MAXB:-256}" \
     TOKENIZERS_PARALLELISM=false
+if [ "${THROUGHPUT:-1}" = 1 ]; then  # tokens/s by batch size first (about a minute)
+    python3 -m benchmarks.transformers_throughput --batches 1,64,256 --max-tokens 128 2>&1 \
+        | grep -v 'it/s' | tail -20
+    cp benchmarks/results/transformers-throughput.json "$OUT/" || true
+fi
 args=(--limit "${LIMIT:-500}" --concurrency "${CONC:-1024}" --budget-s "${BUDGET:-900}")
 [ -n "${METHODS:-}" ] && args+=(--methods "$METHODS")
 setsid nohup python3 -m benchmarks.eval_real_local "${args[@]}" \
