@@ -168,20 +168,43 @@ def test_empty_continuation_is_an_error_for_that_caller_only(chat_model: HFModel
     assert asyncio.run(backend.logprob(messages, "A")).tokens == 1
 
 
+def test_a_bad_request_fails_alone_and_its_batch_still_runs(chat_model: HFModel) -> None:
+    backend = TransformersBackend("tiny-chat", loaded=chat_model)
+    messages = [Message(role="user", content="Q")]
+    too_long = ChatRequest.of("x" * 5000, max_tokens=4)  # 4096 positions, 1 token per byte
+
+    async def go() -> list[Any]:
+        jobs = [
+            backend.logprob(messages, ""),
+            backend.logprob(messages, "A"),
+            backend.complete(too_long),
+            backend.complete(ChatRequest.of("fine", max_tokens=4)),
+        ]
+        return list(await asyncio.gather(*jobs, return_exceptions=True))
+
+    empty, scored, long_prompt, fine = asyncio.run(go())
+    assert isinstance(empty, ModelRequestError)
+    assert "continuation is empty" in str(empty)
+    assert scored.tokens == 1
+    assert isinstance(long_prompt, ModelRequestError)
+    assert "context is 4096" in str(long_prompt)
+    assert fine.usage.completion_tokens > 0
+
+
 def test_a_failing_batch_fails_its_callers_and_the_worker_goes_on(
     chat_model: HFModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     backend = TransformersBackend("tiny-chat", loaded=chat_model)
-    original = HFModel.generate
+    original = HFModel._generate_rows
     calls = {"n": 0}
 
-    def broken_once(self: HFModel, requests: Any) -> Any:
+    def broken_once(self: HFModel, requests: Any, rows: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("device fell over")
-        return original(self, requests)
+        return original(self, requests, rows)
 
-    monkeypatch.setattr(HFModel, "generate", broken_once)
+    monkeypatch.setattr(HFModel, "_generate_rows", broken_once)
     with pytest.raises(ModelRequestError, match="transformers:tiny-chat: device fell over"):
         _run(backend, [ChatRequest.of("first", max_tokens=4)])
     assert _run(backend, [ChatRequest.of("second", max_tokens=4)])[0].usage.completion_tokens > 0

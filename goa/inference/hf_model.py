@@ -28,7 +28,10 @@ they do for every backend.
 Log-probabilities (:meth:`HFModel.score`) follow the conventions of
 :mod:`goa.inference.likelihood`; they are batched like generation (left
 padding, explicit positions) and only the scored positions are projected to
-the vocabulary, a few rows at a time.
+the vocabulary, one row at a time.
+
+A request that cannot run (an empty continuation to score, a prompt longer than
+the model's context) fails alone; the rest of its batch runs.
 
 A batch that runs out of GPU memory is split in halves and run again; a single
 request that does not fit fails with a :class:`~goa.errors.ModelRequestError`.
@@ -49,10 +52,6 @@ from goa.inference.transcript import PLAIN_STOPS, plain_prompt
 from goa.inference.types import ChatRequest, FinishReason, Message, Usage
 
 DEFAULT_MAX_BATCH = 64
-SCORE_ROWS = 8
-"""Rows whose scored positions are projected to the vocabulary at once (bounds
-the logits tensor: 8 rows of 256 positions of Qwen's 151,936 logits are 1.2 GB
-in float32)."""
 SAMPLING = {"top_k": 40, "top_p": 0.95}
 
 
@@ -172,31 +171,54 @@ class HFModel:
                 return
 
     def _run(self, jobs: list[Job]) -> None:
+        """Run one group; a request that cannot run (an empty continuation, a prompt
+        longer than the model's context) fails alone, the others still run."""
+        ready: list[tuple[Job, list[int], int]] = []
+        for job in jobs:
+            try:
+                ready.append((job, *self._row(job)))
+            except ValueError as exc:
+                job.done(ModelRequestError(f"transformers:{self.name}: {exc}"))
+        if not ready:
+            return
         try:
-            results = self._split_on_oom(jobs)
+            results = self._split_on_oom(ready)
         except Exception as exc:  # torch raises many kinds; each caller gets the error
             error = ModelRequestError(f"transformers:{self.name}: {exc}")
-            for job in jobs:
+            for job, _, _ in ready:
                 job.done(error)
             return
-        for job, result in zip(jobs, results, strict=True):
+        for (job, _, _), result in zip(ready, results, strict=True):
             job.done(result)
 
-    def _split_on_oom(self, jobs: list[Job]) -> list[object]:
+    def _row(self, job: Job) -> tuple[list[int], int]:
+        """A job's tokens and where what is scored starts (generation: the prompt's end)."""
+        if job.request is None:
+            return self.reply_tokens(job.messages, job.continuation)
+        tokens = self.encode(self.prompt_text(job.request.messages))
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit is not None and len(tokens) >= int(limit):
+            raise ValueError(f"the prompt has {len(tokens)} tokens; the model's context is {limit}")
+        return tokens, len(tokens)
+
+    def _split_on_oom(self, ready: list[tuple[Job, list[int], int]]) -> list[object]:
         import torch
 
         try:
-            self.stats.add(len(jobs))
-            if jobs[0].request is None:
-                return list(self.score([(j.messages, j.continuation) for j in jobs]))
-            return list(self.generate([j.request for j in jobs if j.request is not None]))
+            if ready[0][0].request is None:
+                results: list[object] = list(self._score_rows([(t, s) for _, t, s in ready]))
+            else:
+                requests = [job.request for job, _, _ in ready if job.request is not None]
+                results = list(self._generate_rows(requests, [t for _, t, _ in ready]))
         except torch.cuda.OutOfMemoryError:
-            if len(jobs) == 1:
+            if len(ready) == 1:
                 raise
             torch.cuda.empty_cache()
             self.stats.splits += 1
-            half = len(jobs) // 2
-            return self._split_on_oom(jobs[:half]) + self._split_on_oom(jobs[half:])
+            half = len(ready) // 2
+            return self._split_on_oom(ready[:half]) + self._split_on_oom(ready[half:])
+        self.stats.add(len(ready))
+        return results
 
     # --- prompts ---------------------------------------------------------------------
 
@@ -244,12 +266,17 @@ class HFModel:
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[Generated]:
         """One batch of requests that share temperature and stop strings."""
+        rows = [self.encode(self.prompt_text(r.messages)) for r in requests]
+        return self._generate_rows(requests, rows)
+
+    def _generate_rows(
+        self, requests: Sequence[ChatRequest], rows: list[list[int]]
+    ) -> list[Generated]:
         import torch
         from transformers import GenerationConfig
 
         tokenizer, first = self.tokenizer, requests[0]
         stops = [*first.stop, *(() if self.has_chat_template else PLAIN_STOPS)]
-        rows = [self.encode(self.prompt_text(r.messages)) for r in requests]
         encoded = tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt").to(
             self.device
         )
@@ -305,17 +332,21 @@ class HFModel:
 
     def score(self, items: Sequence[tuple[Sequence[Message], str]]) -> list[TokenLogprob]:
         """Log-probabilities of each continuation after its messages, in one batch."""
+        return self._score_rows([self.reply_tokens(m, c) for m, c in items])
+
+    def reply_tokens(self, messages: Sequence[Message], continuation: str) -> tuple[list[int], int]:
+        """The tokens of context and continuation, and where the continuation starts."""
+        context = self.reply_context(messages)
+        prompt = self.encode(context)
+        tokens = self.encode(context + continuation)
+        start = shared_prefix(prompt, tokens)
+        if start >= len(tokens):
+            raise ValueError("the continuation is empty")
+        return tokens, max(1, start)
+
+    def _score_rows(self, rows: list[tuple[list[int], int]]) -> list[TokenLogprob]:
         import torch
 
-        rows: list[tuple[list[int], int]] = []
-        for messages, continuation in items:
-            context = self.reply_context(messages)
-            prompt = self.encode(context)
-            tokens = self.encode(context + continuation)
-            start = shared_prefix(prompt, tokens)
-            if start >= len(tokens):
-                raise ValueError("the continuation is empty")
-            rows.append((tokens, max(1, start)))
         width = max(len(tokens) for tokens, _ in rows)
         pad = int(self.tokenizer.pad_token_id)
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -328,18 +359,16 @@ class HFModel:
         results: list[TokenLogprob] = []
         with torch.inference_mode():
             hidden = self._hidden(ids.to(device), mask.to(device), positions.to(device))
-            for first in range(0, len(rows), SCORE_ROWS):
-                chunk = rows[first : first + SCORE_ROWS]
-                for offset, (tokens, start) in enumerate(chunk):
-                    row = first + offset
-                    scored = len(tokens) - start
-                    # Positions width-scored-1 .. width-2 predict the continuation tokens.
-                    states = hidden[row, width - scored - 1 : width - 1]
-                    logits = self._logits(states).float()
-                    values = torch.log_softmax(logits, dim=-1)
-                    target = torch.tensor(tokens[start:], device=device)
-                    picked = values.gather(1, target[:, None])[:, 0].tolist()
-                    results.append(TokenLogprob.of(picked, prompt_tokens=start, cost_usd=0.0))
+            for row, (tokens, start) in enumerate(rows):
+                # One row at a time is projected to the vocabulary: positions
+                # width-scored-1 .. width-2 predict the continuation's tokens.
+                scored = len(tokens) - start
+                states = hidden[row, width - scored - 1 : width - 1]
+                logits = self._logits(states).float()
+                values = torch.log_softmax(logits, dim=-1)
+                target = torch.tensor(tokens[start:], device=device)
+                picked = values.gather(1, target[:, None])[:, 0].tolist()
+                results.append(TokenLogprob.of(picked, prompt_tokens=start, cost_usd=0.0))
         return results
 
     def _hidden(self, ids: Any, mask: Any, positions: Any) -> Any:
