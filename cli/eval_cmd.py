@@ -53,6 +53,17 @@ def eval_command(
     ] = None,
     cache: Annotated[bool, typer.Option(help="Use the response cache.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summaries as JSON.")] = False,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record",
+            help="Append each method's result and its log's SHA-256 to the TRUST ledger "
+            "(see `goa leaderboard`).",
+        ),
+    ] = False,
+    ledger: Annotated[
+        Path | None, typer.Option(help="The ledger for --record (default: the user's ledger).")
+    ] = None,
 ) -> None:
     """Evaluate methods on a question set. A run that is stopped resumes where it was."""
     import asyncio
@@ -89,6 +100,8 @@ def eval_command(
         asyncio.run(_run(build_method(spec, chosen), samples, path, data, concurrency, as_json))
         for spec in specs
     ]
+    if record:
+        _record(summaries, data=data, pool=chosen.name, models=chosen.ids, log=path, at=ledger)
     if as_json:
         print(json.dumps([_plain(s) for s in summaries], indent=2))
     else:
@@ -128,6 +141,28 @@ async def _run(
             concurrency=concurrency,
             on_progress=on_progress,
         )
+
+
+def _record(
+    summaries: list[RunSummary],
+    *,
+    data: str,
+    pool: str,
+    models: tuple[str, ...],
+    log: Path,
+    at: Path | None,
+) -> None:
+    from rich.console import Console
+    from trust.ledger import Ledger
+
+    from goa.eval.leaderboard import record_runs
+
+    with Ledger(at or Ledger.default_path()) as book:
+        indexes = record_runs(book, summaries, data=data, pool=pool, models=models, log=log)
+    Console(stderr=True).print(
+        f"[dim]recorded on the ledger as entr{'y' if len(indexes) == 1 else 'ies'} "
+        f"{', '.join(map(str, indexes))}[/dim]"
+    )
 
 
 def _log_stem(data: str) -> str:

@@ -10,6 +10,7 @@ import typer
 from cli.ask_cmd import ask
 from cli.cards_cmd import cards_app
 from cli.eval_cmd import eval_command
+from cli.leaderboard_cmd import leaderboard_command
 from cli.models_cmd import models_app
 from cli.profile_cmd import profile_command
 from cli.report_cmd import report_command
@@ -28,6 +29,7 @@ app.command(
 )(ask)
 app.command("eval")(eval_command)
 app.command("report")(report_command)
+app.command("leaderboard")(leaderboard_command)
 app.command(
     "profile",
     help="Measure each agent alone on a development split and write its accuracy "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from cli.trust_ledger_cmd import ledger_app
+
 app = typer.Typer(
     name="trust",
     help="TRUST: audit chains of thought and record every decision on a verifiable ledger.",
@@ -16,6 +18,9 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """TRUST: audit chains of thought and record every decision on a verifiable ledger."""
+
+
+app.add_typer(ledger_app, name="ledger")
 
 
 def main() -> None:
