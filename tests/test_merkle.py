@@ -3,9 +3,8 @@
 Conformance vectors live in ``<shared_data>/trust/merkle-vectors`` (transparency-dev/merkle's
 ``testdata``).  ``inclusion/`` and ``consistency/`` are plain RFC 9162 and are all checked.
 ``subtreeinclusion/`` and ``subtreeconsistency/`` come from the Merkle Tree Certificates draft:
-they prove a leaf in, or the consistency of, an arbitrary subtree ``[start, end)``.  Only the
-vectors whose subtree is a non-empty prefix ``[0, end)`` (which is just the RFC 9162 tree of size
-``end``) are checked here; the rest need the draft's subtree rules and are only counted.
+they prove a leaf in, or the consistency of, an arbitrary subtree ``[start, end)``; all of them
+are checked with :func:`verify_subtree_inclusion` and :func:`verify_subtree_consistency`.
 """
 
 from __future__ import annotations
@@ -30,8 +29,12 @@ from trust.merkle import (
     leaf_hash,
     node_hash,
     root,
+    subtree_consistency_proof,
+    subtree_inclusion_proof,
     verify_consistency,
     verify_inclusion,
+    verify_subtree_consistency,
+    verify_subtree_inclusion,
 )
 
 VECTORS = Path("trust") / "merkle-vectors"
@@ -47,8 +50,6 @@ EXPECTED_COUNTS = {
     "subtreeconsistency": 118,
 }
 EXPECTED_TOTAL = 518
-# Subtree vectors checked as plain RFC 9162 (subtree [0, end) with end > 0 for consistency).
-EXPECTED_SUBTREE_COVERED = {"subtreeinclusion": 101, "subtreeconsistency": 91}
 
 
 def _vector_files(folder: str) -> list[str]:
@@ -75,21 +76,10 @@ def _ids(files: list[str]) -> list[str]:
     return [f.removesuffix(".json") for f in files]
 
 
-def _is_rfc_subtree_inclusion(rel: str) -> bool:
-    return bool(json.loads((_COLLECT_ROOT / rel).read_text())["start"] == 0)
-
-
-def _is_rfc_subtree_consistency(rel: str) -> bool:
-    data = json.loads((_COLLECT_ROOT / rel).read_text())
-    return bool(data["start"] == 0 and data["end"] > 0)
-
-
 INCLUSION = _vector_files("inclusion")
 CONSISTENCY = _vector_files("consistency")
-SUBTREE_INCLUSION = [f for f in _vector_files("subtreeinclusion") if _is_rfc_subtree_inclusion(f)]
-SUBTREE_CONSISTENCY = [
-    f for f in _vector_files("subtreeconsistency") if _is_rfc_subtree_consistency(f)
-]
+SUBTREE_INCLUSION = _vector_files("subtreeinclusion")
+SUBTREE_CONSISTENCY = _vector_files("subtreeconsistency")
 
 
 def _outcome(check: Any, *args: Any) -> bool:
@@ -111,8 +101,8 @@ def test_vector_counts(shared_data: Path) -> None:
     assert sum(counts.values()) == EXPECTED_TOTAL
     assert len(INCLUSION) == EXPECTED_COUNTS["inclusion"]
     assert len(CONSISTENCY) == EXPECTED_COUNTS["consistency"]
-    assert len(SUBTREE_INCLUSION) == EXPECTED_SUBTREE_COVERED["subtreeinclusion"]
-    assert len(SUBTREE_CONSISTENCY) == EXPECTED_SUBTREE_COVERED["subtreeconsistency"]
+    assert len(SUBTREE_INCLUSION) == EXPECTED_COUNTS["subtreeinclusion"]
+    assert len(SUBTREE_CONSISTENCY) == EXPECTED_COUNTS["subtreeconsistency"]
 
 
 @pytest.mark.parametrize("rel", INCLUSION, ids=_ids(INCLUSION))
@@ -139,26 +129,69 @@ def test_consistency_vector(shared_data: Path, rel: str) -> None:
 
 
 @pytest.mark.parametrize("rel", SUBTREE_INCLUSION, ids=_ids(SUBTREE_INCLUSION))
-def test_subtree_inclusion_vector_prefix(shared_data: Path, rel: str) -> None:
-    """Inclusion in the subtree [0, end) is RFC 9162 inclusion in the tree of size end."""
+def test_subtree_inclusion_vector(shared_data: Path, rel: str) -> None:
     d = _load(shared_data, rel)
-    assert d["start"] == 0
     rejected = _outcome(
-        verify_inclusion, d["leafIdx"], d["end"], _b64(d["leafHash"]), _proof(d), _b64(d["root"])
+        verify_subtree_inclusion,
+        d["start"],
+        d["end"],
+        d["leafIdx"],
+        _b64(d["leafHash"]),
+        _proof(d),
+        _b64(d["root"]),
     )
     assert rejected is d["wantErr"], d["desc"]
 
 
 @pytest.mark.parametrize("rel", SUBTREE_CONSISTENCY, ids=_ids(SUBTREE_CONSISTENCY))
-def test_subtree_consistency_vector_prefix(shared_data: Path, rel: str) -> None:
-    """Consistency of the subtree [0, end) is RFC 9162 consistency from size end."""
+def test_subtree_consistency_vector(shared_data: Path, rel: str) -> None:
     d = _load(shared_data, rel)
-    assert d["start"] == 0
-    assert d["end"] > 0
     rejected = _outcome(
-        verify_consistency, d["end"], d["size"], _proof(d), _b64(d["root1"]), _b64(d["root2"])
+        verify_subtree_consistency,
+        d["start"],
+        d["end"],
+        d["size"],
+        _proof(d),
+        _b64(d["root1"]),
+        _b64(d["root2"]),
     )
     assert rejected is d["wantErr"], d["desc"]
+
+
+def test_subtree_proofs_round_trip_and_reject_tampering() -> None:
+    """Every subtree of trees up to 40 entries: generated proofs verify; a flipped bit, a
+    missing or extra component, or another subtree's hash does not."""
+    leaves = [leaf_hash(b"leaf-%d" % i) for i in range(40)]
+    for size in range(1, 41):
+        tree = root(leaves[:size])
+        for width in (1, 2, 3, 4, 5, 8, 13, 16):
+            for start in range(0, size - width + 1, 1 << (width - 1).bit_length()):
+                end = start + width
+                sub = root(leaves[start:end])
+                proof = subtree_consistency_proof(leaves[:size], start, end)
+                verify_subtree_consistency(start, end, size, proof, sub, tree)
+                for index in (start, end - 1):
+                    path = subtree_inclusion_proof(leaves[:size], start, end, index)
+                    verify_subtree_inclusion(start, end, index, leaves[index], path, sub)
+                if proof:
+                    bad = [bytes([proof[0][0] ^ 1]) + proof[0][1:], *proof[1:]]
+                    with pytest.raises(ProofError):
+                        verify_subtree_consistency(start, end, size, bad, sub, tree)
+                    with pytest.raises(ProofError):
+                        verify_subtree_consistency(start, end, size, proof[1:], sub, tree)
+                with pytest.raises(ProofError):
+                    verify_subtree_consistency(start, end, size, [*proof, sub], sub, tree)
+                if width > 1:
+                    with pytest.raises(ProofError):
+                        verify_subtree_consistency(start, end, size, proof, leaves[start], tree)
+
+
+def test_ranges_that_are_not_subtrees_are_rejected() -> None:
+    leaves = [leaf_hash(b"%d" % i) for i in range(8)]
+    with pytest.raises(ValueError, match="not aligned"):
+        subtree_consistency_proof(leaves, 2, 5)
+    with pytest.raises(ProofError, match="not aligned"):
+        verify_subtree_inclusion(2, 5, 3, leaves[3], [], root(leaves[2:5]))
 
 
 # --- RFC known answers -----------------------------------------------------------------------

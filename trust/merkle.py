@@ -68,8 +68,12 @@ __all__ = [
     "leaf_hash",
     "node_hash",
     "root",
+    "subtree_consistency_proof",
+    "subtree_inclusion_proof",
     "verify_consistency",
     "verify_inclusion",
+    "verify_subtree_consistency",
+    "verify_subtree_inclusion",
 ]
 
 HASH_SIZE = 32
@@ -349,3 +353,150 @@ def verify_consistency(
         raise ProofError(f"consistency proof does not lead to root1 (size {size1})")
     if sr != root2:
         raise ProofError(f"consistency proof does not lead to root2 (size {size2})")
+
+
+# --- Subtrees (Merkle Tree Certificates draft) ---------------------------------------------
+#
+# A *subtree* is a range [start, end) of the entries whose hash is a node of some tree: it is
+# not empty and ``start`` is a multiple of the smallest power of two >= its width (so [4, 6)
+# and [0, 3) are subtrees, [2, 5) is not).  The draft of Merkle Tree Certificates
+# (draft-ietf-plants-merkle-tree-certs, which the shared ``subtree*`` vectors come from) proves
+# two things about one:
+#
+# * subtree inclusion: an entry's leaf hash is in the subtree's hash.  Inside the subtree the
+#   entry sits at ``index - start`` of a tree of ``end - start`` entries, so this is RFC 9162
+#   inclusion in that smaller tree;
+# * subtree consistency: the subtree's hash is part of the tree of ``size`` entries.  The proof
+#   follows RFC 9162's SUBPROOF recursion with the range in place of the old size: descend
+#   into the half that holds the range, appending the hash of the other half; once the range
+#   is the whole node, stop (its hash is the subtree's hash, known to the verifier) unless a
+#   step right was taken out of a range that straddled the split, in which case that node's
+#   hash is given.  Verification replays the same recursion, rebuilding the subtree's hash and
+#   the tree's root from the components in order, and accepts only if every component is used
+#   and both hashes match.  An empty range is consistent with any tree, with an empty proof,
+#   when its hash is the empty root.
+
+
+def _check_subtree(start: int, end: int, error: type[ValueError] = ProofError) -> None:
+    width = end - start
+    if start < 0 or width <= 0:
+        raise error(f"[{start}, {end}) is not a subtree: it is empty or starts below 0")
+    if start % (1 << (width - 1).bit_length()):
+        raise error(f"[{start}, {end}) is not a subtree: {start} is not aligned to its width")
+
+
+def subtree_inclusion_proof(
+    leaf_hashes: Sequence[bytes], start: int, end: int, index: int
+) -> list[bytes]:
+    """The proof that entry ``index`` is in the subtree ``[start, end)`` of ``leaf_hashes``."""
+    _check_subtree(start, end, ValueError)
+    if not start <= index < end <= len(leaf_hashes):
+        raise ValueError(f"need {start} <= index < {end} <= {len(leaf_hashes)}, got {index}")
+    return inclusion_proof(leaf_hashes[start:end], index - start)
+
+
+def verify_subtree_inclusion(
+    start: int, end: int, index: int, leaf: bytes, proof: Sequence[bytes], subtree_root: bytes
+) -> None:
+    """Check that ``leaf`` is entry ``index`` of the subtree ``[start, end)`` whose hash is
+    ``subtree_root``; raise :class:`ProofError` if not."""
+    _check_subtree(start, end)
+    if not start <= index < end:
+        raise ProofError(f"index {index} is outside the subtree [{start}, {end})")
+    verify_inclusion(index - start, end - start, leaf, proof, subtree_root)
+
+
+def subtree_consistency_proof(leaf_hashes: Sequence[bytes], start: int, end: int) -> list[bytes]:
+    """The proof that the subtree ``[start, end)`` is part of the tree of all ``leaf_hashes``."""
+    _check_subtree(start, end, ValueError)
+    if end > len(leaf_hashes):
+        raise ValueError(f"the subtree [{start}, {end}) ends beyond {len(leaf_hashes)} entries")
+    proof: list[bytes] = []
+    _subtree_subproof(start, end, leaf_hashes, 0, len(leaf_hashes), True, proof)
+    return proof
+
+
+def _subtree_subproof(
+    start: int,
+    end: int,
+    leaves: Sequence[bytes],
+    lo: int,
+    hi: int,
+    known: bool,
+    out: list[bytes],
+) -> None:
+    n = hi - lo
+    if start == 0 and end == n:
+        if not known:
+            out.append(root(leaves[lo:hi]))
+        return
+    k = _split(n)
+    if end <= k:
+        _subtree_subproof(start, end, leaves, lo, lo + k, known, out)
+        out.append(root(leaves[lo + k : hi]))
+    elif start >= k:
+        _subtree_subproof(start - k, end - k, leaves, lo + k, hi, known, out)
+        out.append(root(leaves[lo : lo + k]))
+    else:  # an aligned range that straddles the split starts at 0
+        _subtree_subproof(0, end - k, leaves, lo + k, hi, False, out)
+        out.append(root(leaves[lo : lo + k]))
+
+
+def verify_subtree_consistency(
+    start: int,
+    end: int,
+    size: int,
+    proof: Sequence[bytes],
+    subtree_root: bytes,
+    tree_root: bytes,
+) -> None:
+    """Check that the subtree ``[start, end)`` with hash ``subtree_root`` is part of the tree
+    of ``size`` entries with root ``tree_root``; raise :class:`ProofError` if not."""
+    _check_proof(proof)
+    if start == end:
+        if not 0 <= start <= size:
+            raise ProofError(f"the empty range at {start} is outside a tree of size {size}")
+        if proof:
+            raise ProofError("an empty subtree needs an empty proof")
+        if subtree_root != EMPTY_ROOT:
+            raise ProofError("an empty subtree's hash must be the empty root")
+        return
+    _check_subtree(start, end)
+    if end > size:
+        raise ProofError(f"the subtree [{start}, {end}) ends beyond a tree of size {size}")
+    components = iter(proof)
+    used = 0
+
+    def take() -> bytes:
+        nonlocal used
+        component = next(components, None)
+        if component is None:
+            raise ProofError(f"the proof has too few components ({len(proof)})")
+        used += 1
+        return component
+
+    def rebuild(lo: int, hi: int, n: int, known: bool) -> tuple[bytes, bytes]:
+        """(the subtree's part in this node, this node's hash), consuming components."""
+        if lo == 0 and hi == n:
+            if known:
+                return subtree_root, subtree_root
+            given = take()
+            return given, given
+        k = _split(n)
+        if hi <= k:
+            part, node = rebuild(lo, hi, k, known)
+            return part, node_hash(node, take())
+        if lo >= k:
+            part, node = rebuild(lo - k, hi - k, n - k, known)
+            return part, node_hash(take(), node)
+        part, node = rebuild(0, hi - k, n - k, False)
+        left = take()
+        return node_hash(left, part), node_hash(left, node)
+
+    part, whole = rebuild(start, end, size, True)
+    if used != len(proof):
+        raise ProofError(f"the proof has too many components ({len(proof)}, {used} used)")
+    if part != subtree_root:
+        raise ProofError("the proof does not lead to the subtree's hash")
+    if whole != tree_root:
+        raise ProofError("the proof does not lead to the tree's root")
