@@ -153,9 +153,9 @@ def _record(
     at: Path | None,
 ) -> None:
     from rich.console import Console
-    from trust.ledger import Ledger
 
     from goa.eval.leaderboard import record_runs
+    from trust.ledger import Ledger
 
     with Ledger(at or Ledger.default_path()) as book:
         indexes = record_runs(book, summaries, data=data, pool=pool, models=models, log=log)

@@ -21,9 +21,8 @@ def leaderboard_command(
 ) -> None:
     """Runs recorded by `goa eval --record`, best accuracy first. A run whose log no
     longer matches the SHA-256 on the ledger is flagged `changed` (or `missing`)."""
-    from trust.ledger import Ledger
-
     from goa.eval.leaderboard import leaderboard
+    from trust.ledger import Ledger
 
     with Ledger(ledger or Ledger.default_path()) as book:
         standings = leaderboard(book, data=data)

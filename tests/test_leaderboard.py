@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trust.ledger import Ledger
 from typer.testing import CliRunner
 
 from cli.goa_app import app
 from goa.eval.leaderboard import RECORD_TYPE, log_digest
 from goa.testing.agents import Agent
 from tests.test_eval_cli import setup  # noqa: F401  (the fixture: three scripted agents)
+from trust.ledger import Ledger
 
 runner = CliRunner()
 

@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from trust.ledger import Ledger
-
     from goa.eval.runner import RunSummary
+    from trust.ledger import Ledger
 
 RECORD_TYPE = "goa-eval-run"
 Status = Literal["ok", "changed", "missing"]
