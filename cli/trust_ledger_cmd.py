@@ -244,13 +244,31 @@ def show(
 
 @ledger_app.command("verify")
 @reports_errors
-def verify(ledger_path: LedgerPath = None, as_json: AsJson = False) -> None:
-    """Recompute every leaf hash, the hash chain and the root.
+def verify(
+    ledger_path: LedgerPath = None,
+    as_json: AsJson = False,
+    checkpoint_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="Also check the ledger against this signed checkpoint (needs --public-key).",
+        ),
+    ] = None,
+    public_key: Annotated[
+        Path | None, typer.Option("--public-key", help="PEM file of the checkpoint's key.")
+    ] = None,
+) -> None:
+    """Recompute every leaf hash, the hash chain and the root; with --checkpoint, also check
+    that the ledger still holds what the checkpoint signed (entries removed from the end or a
+    rewritten log are caught only this way).
 
     Exit 0 when all match, 1 when the ledger was tampered with (the first bad entry is named),
     2 when the file is not a readable goa ledger."""
+    if (checkpoint_file is None) != (public_key is None):
+        raise fail("--checkpoint and --public-key go together")
     with _open_ledger(ledger_path) as ledger:
         report = ledger.verify()
+        against = _against_checkpoint(ledger, checkpoint_file, public_key) if report.ok else ""
     problem = report.problem
     if (
         not report.ok
@@ -258,11 +276,13 @@ def verify(ledger_path: LedgerPath = None, as_json: AsJson = False) -> None:
         and f"entry {report.first_bad}" not in problem
     ):
         problem = f"entry {report.first_bad}: {problem}"
+    ok = report.ok and not against
+    problem = problem or against
     if as_json:
         typer.echo(
             _dumps(
                 {
-                    "ok": report.ok,
+                    "ok": ok,
                     "size": report.size,
                     "root": report.root.hex(),
                     "first_bad": report.first_bad,
@@ -270,12 +290,30 @@ def verify(ledger_path: LedgerPath = None, as_json: AsJson = False) -> None:
                 }
             )
         )
-    elif report.ok:
+    elif ok:
         typer.echo(f"ok: {report.size} entries, root {report.root.hex()}")
     else:
         typer.echo(f"TAMPERED: {problem}")
-    if not report.ok:
+    if not ok:
         raise typer.Exit(code=1)
+
+
+def _against_checkpoint(ledger: Ledger, checkpoint_file: Path | None, key: Path | None) -> str:
+    """What no longer matches the checkpoint ("" when it matches, or none was given)."""
+    if checkpoint_file is None or key is None:
+        return ""
+    from trust.checkpoint import CheckpointError, read_checkpoint, verify_log_against_checkpoint
+
+    checkpoint = read_checkpoint(checkpoint_file)
+    try:
+        pem = key.read_bytes()
+    except OSError as exc:
+        raise fail(f"{key}: cannot read the public key: {exc.strerror}") from None
+    try:
+        verify_log_against_checkpoint(ledger, checkpoint, pem)
+    except CheckpointError as exc:
+        return f"checkpoint {checkpoint_file}: {exc}"
+    return ""
 
 
 @ledger_app.command("proof")

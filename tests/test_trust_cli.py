@@ -431,3 +431,36 @@ def test_help_lists_the_ledger_commands() -> None:
     assert result.exit_code == 0
     for command in ("append", "show", "verify", "proof", "consistency", "checkpoint", "export"):
         assert command in result.stdout
+
+
+def test_verify_against_a_checkpoint_catches_removed_and_rewritten_entries(
+    ledger: Path, tmp_path: Path
+) -> None:
+    """Recomputing the ledger alone cannot see a dropped last entry or a consistent rewrite;
+    a signed checkpoint can."""
+    _fill(ledger, 5)
+    saved, public = tmp_path / "cp.json", tmp_path / "ledger.pub"
+    saved.write_text(_ok("checkpoint", "--ledger", ledger).stdout)
+    public.write_text(_ok("export", "--public-key").stdout)
+    with_checkpoint = ("--checkpoint", saved, "--public-key", public)
+    _ok("verify", "--ledger", ledger, *with_checkpoint)
+
+    conn = sqlite3.connect(ledger)
+    with conn:
+        conn.execute("DELETE FROM entries WHERE idx = 4")
+    conn.close()
+    dropped = _run("verify", "--ledger", ledger, *with_checkpoint)
+    assert dropped.exit_code == 1, dropped.output
+    assert "TAMPERED" in dropped.stdout
+
+    ledger.unlink()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{ledger}{suffix}").unlink(missing_ok=True)
+    for i in range(5):
+        _ok("append", "--ledger", ledger, json.dumps({"rewritten": i}))
+    assert _run("verify", "--ledger", ledger).exit_code == 0  # consistent in itself
+    rewritten = _run("verify", "--ledger", ledger, *with_checkpoint)
+    assert rewritten.exit_code == 1
+    assert "rewritten" in rewritten.stdout
+    lone = _run("verify", "--ledger", ledger, "--checkpoint", saved)
+    assert lone.exit_code == 2

@@ -53,7 +53,7 @@ import time as _time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -76,6 +76,7 @@ __all__ = [
     "verify_checkpoint",
     "verify_entry_against_checkpoint",
     "verify_growth",
+    "verify_log_against_checkpoint",
 ]
 
 MESSAGE_TAG = b"goa-trust-checkpoint/v1"
@@ -426,3 +427,31 @@ def verify_growth(
             f"proof mismatch: the checkpoint of size {new.size} does not extend the one of "
             f"size {old.size}: {exc}"
         ) from None
+
+
+class _Log(Protocol):
+    """What :func:`verify_log_against_checkpoint` needs of a ledger."""
+
+    @property
+    def size(self) -> int: ...
+
+    def root(self, size: int | None = None) -> bytes: ...
+
+
+def verify_log_against_checkpoint(log: _Log, checkpoint: Checkpoint, public_pem: bytes) -> None:
+    """Check that a ledger still holds what ``checkpoint`` signed: the signature is good,
+    the ledger has at least ``checkpoint.size`` entries, and its first ``checkpoint.size``
+    entries have the signed root. This catches what recomputing the ledger alone cannot:
+    entries removed from the end, or the whole log rewritten consistently. Raises
+    :class:`CheckpointError` naming what no longer matches."""
+    verify_checkpoint(checkpoint, public_pem)
+    if log.size < checkpoint.size:
+        raise CheckpointError(
+            f"the ledger has {log.size} entries, fewer than the {checkpoint.size} the "
+            "checkpoint signed: entries were removed from its end"
+        )
+    if log.root(checkpoint.size) != checkpoint.root:
+        raise CheckpointError(
+            f"the first {checkpoint.size} entries no longer have the root the checkpoint "
+            "signed: the ledger was rewritten"
+        )
