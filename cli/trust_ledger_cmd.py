@@ -306,11 +306,7 @@ def _against_checkpoint(ledger: Ledger, checkpoint_file: Path | None, key: Path 
 
     checkpoint = read_checkpoint(checkpoint_file)
     try:
-        pem = key.read_bytes()
-    except OSError as exc:
-        raise fail(f"{key}: cannot read the public key: {exc.strerror}") from None
-    try:
-        verify_log_against_checkpoint(ledger, checkpoint, pem)
+        verify_log_against_checkpoint(ledger, checkpoint, _public_key_pem(key))
     except CheckpointError as exc:
         return f"checkpoint {checkpoint_file}: {exc}"
     return ""
@@ -449,19 +445,27 @@ def checkpoint(
     typer.echo(json.dumps(signed.to_json(), indent=None if as_json else 2))
 
 
-def _verify_saved_checkpoint(path: Path, public_key: Path, as_json: bool) -> None:
-    from trust.checkpoint import CheckpointError, load_public_key, read_checkpoint
-    from trust.checkpoint import verify_checkpoint as check
+def _public_key_pem(path: Path) -> bytes:
+    """The PEM bytes of a public key file, checked to be an Ed25519 public key."""
+    from trust.checkpoint import CheckpointError, load_public_key
 
-    saved = read_checkpoint(path)
     try:
-        pem = public_key.read_bytes()
+        pem = path.read_bytes()
     except OSError as exc:
-        raise fail(f"{public_key}: cannot read the public key: {exc}") from None
+        raise fail(f"{path}: cannot read the public key: {exc.strerror}") from None
     try:
         load_public_key(pem)
     except CheckpointError as exc:
-        raise fail(f"{public_key}: {exc}") from None
+        raise fail(f"{path}: {exc}") from None
+    return pem
+
+
+def _verify_saved_checkpoint(path: Path, public_key: Path, as_json: bool) -> None:
+    from trust.checkpoint import CheckpointError, read_checkpoint
+    from trust.checkpoint import verify_checkpoint as check
+
+    saved = read_checkpoint(path)
+    pem = _public_key_pem(public_key)
     try:
         check(saved, pem)
     except CheckpointError as exc:
