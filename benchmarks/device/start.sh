@@ -23,8 +23,12 @@ if [ "${THROUGHPUT:-1}" = 1 ]; then  # tokens/s by batch size first (about a min
         | grep -v 'it/s' | tail -20
     cp benchmarks/results/transformers-throughput.json "$OUT/" || true
 fi
+# The methods the issue asks for (paper GoA and its best variant, every single model for the
+# best single, MoA, Self-MoA, vote); METHODS=all runs every method of the benchmark.
+singles=single-smollm2-135m,single-gemma3-270m,single-qwen2.5-coder-0.5b,single-qwen2.5-coder-1.5b
+METHODS="${METHODS:-$singles,goa,goa-majority-exit,moa,self-moa,vote}"
 args=(--limit "${LIMIT:-500}" --concurrency "${CONC:-1024}" --budget-s "${BUDGET:-900}")
-[ -n "${METHODS:-}" ] && args+=(--methods "$METHODS")
+[ "$METHODS" != all ] && args+=(--methods "$METHODS")
 setsid nohup python3 -m benchmarks.eval_real_local "${args[@]}" \
     --log /root/run/eval-real-local.jsonl \
     --command "GOA_LOCAL_ENGINE=transformers GOA_MAX_BATCH=${MAXB:-256} python -m benchmarks.eval_real_local ${args[*]}" \
