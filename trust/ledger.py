@@ -386,9 +386,7 @@ class Ledger:
                     f"no inclusion proof for entry {index} at size {n}: need "
                     f"0 <= index < size <= {current}"
                 )
-            proof: list[bytes] = []
-            _Tree(conn).path(index, 0, n, proof)
-            return proof
+            return merkle.inclusion_path(index, n, _Tree(conn).hash)
 
     def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
         """The RFC 9162 proof that the first ``size1`` entries are a prefix of ``size2``.
@@ -404,10 +402,7 @@ class Ledger:
                     f"no consistency proof from size {size1} to {n}: need "
                     f"0 < size1 <= size2 <= {current}"
                 )
-            proof: list[bytes] = []
-            if size1 < n:
-                _Tree(conn).subproof(size1, 0, n, True, proof)
-            return proof
+            return merkle.consistency_path(size1, n, _Tree(conn).hash)
 
     # ---------------------------------------------------------------- appending
 
@@ -566,7 +561,8 @@ def _tail(conn: sqlite3.Connection) -> tuple[int, bytes, list[bytes]]:
 
 
 class _Tree:
-    """RFC 9162's recursive tree hash and proofs, answered from the stored subtree hashes."""
+    """RFC 9162's recursive tree hash, answered from the stored subtree hashes; the proofs
+    are trust.merkle's generators over :meth:`hash`."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -583,34 +579,6 @@ class _Tree:
             return found
         k = 1 << ((n - 1).bit_length() - 1)
         return merkle.node_hash(self.hash(lo, lo + k), self.hash(lo + k, hi))
-
-    def path(self, m: int, lo: int, hi: int, out: list[bytes]) -> None:
-        """Append PATH(m, D[lo:hi]) (``m`` relative to ``lo``) to ``out``."""
-        n = hi - lo
-        if n == 1:
-            return
-        k = 1 << ((n - 1).bit_length() - 1)
-        if m < k:
-            self.path(m, lo, lo + k, out)
-            out.append(self.hash(lo + k, hi))
-        else:
-            self.path(m - k, lo + k, hi, out)
-            out.append(self.hash(lo, lo + k))
-
-    def subproof(self, m: int, lo: int, hi: int, whole: bool, out: list[bytes]) -> None:
-        """Append SUBPROOF(m, D[lo:hi], whole) to ``out``."""
-        n = hi - lo
-        if m == n:
-            if not whole:
-                out.append(self.hash(lo, hi))
-            return
-        k = 1 << ((n - 1).bit_length() - 1)
-        if m <= k:
-            self.subproof(m, lo, lo + k, whole, out)
-            out.append(self.hash(lo + k, hi))
-        else:
-            self.subproof(m - k, lo + k, hi, False, out)
-            out.append(self.hash(lo, lo + k))
 
 
 # -------------------------------------------------------------------- verification
@@ -740,12 +708,7 @@ def _verify_nodes(
     beyond = _nodes_beyond(conn, size)
     if beyond is not None and (problem is None or beyond.first_bad < problem.first_bad):
         problem = beyond
-    root = merkle.EMPTY_ROOT
-    if peaks:
-        root = peaks[0]
-        for peak in peaks[1:]:
-            root = merkle.node_hash(peak, root)
-    return root, problem
+    return merkle.fold_peaks(peaks[::-1]), problem
 
 
 def _compare_level(
@@ -892,10 +855,7 @@ def _verify_in_parts(
         height += 1
     if _nodes_beyond(conn, size) is not None:
         return None
-    root = peaks[0]
-    for peak in peaks[1:]:
-        root = merkle.node_hash(peak, root)
-    return VerifyReport(True, size, root, None, "")
+    return VerifyReport(True, size, merkle.fold_peaks(peaks[::-1]), None, "")
 
 
 def _check_part_in_worker(path: str, start: int, stop: int) -> _PartResult:

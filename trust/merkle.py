@@ -56,14 +56,18 @@ does not exist (an index beyond the tree, sizes out of order).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
     "CompactRange",
     "ProofError",
+    "RangeHash",
+    "consistency_path",
     "consistency_proof",
+    "fold_peaks",
+    "inclusion_path",
     "inclusion_proof",
     "leaf_hash",
     "node_hash",
@@ -173,12 +177,17 @@ class CompactRange:
 
     def root(self) -> bytes:
         """The tree hash of all leaves appended so far."""
-        if not self._hashes:
-            return EMPTY_ROOT
-        acc = self._hashes[-1]
-        for h in reversed(self._hashes[:-1]):
-            acc = node_hash(h, acc)
-        return acc
+        return fold_peaks(self._hashes)
+
+
+RangeHash = Callable[[int, int], bytes]
+"""``hash_range(lo, hi)``: the tree hash of entries ``[lo, hi)``. The proof generators below
+only ever ask it for ranges that RFC 9162's recursion visits, so a store of complete subtree
+hashes (the ledger's) can answer with a few lookups instead of rehashing leaves."""
+
+
+def _list_ranges(leaf_hashes: Sequence[bytes]) -> RangeHash:
+    return lambda lo, hi: root(leaf_hashes[lo:hi])
 
 
 def inclusion_proof(leaf_hashes: Sequence[bytes], index: int) -> list[bytes]:
@@ -186,23 +195,28 @@ def inclusion_proof(leaf_hashes: Sequence[bytes], index: int) -> list[bytes]:
     n = len(leaf_hashes)
     if not 0 <= index < n:
         raise ValueError(f"index {index} is outside a tree of size {n}")
+    return inclusion_path(index, n, _list_ranges(leaf_hashes))
+
+
+def inclusion_path(index: int, size: int, hash_range: RangeHash) -> list[bytes]:
+    """PATH(index, D[0:size]) with subtree hashes from ``hash_range`` (``0 <= index < size``)."""
     proof: list[bytes] = []
-    _path(index, leaf_hashes, 0, n, proof)
+    _path(index, 0, size, hash_range, proof)
     return proof
 
 
-def _path(m: int, leaves: Sequence[bytes], lo: int, hi: int, out: list[bytes]) -> None:
-    """Append PATH(m, leaves[lo:hi]) to ``out``; ``m`` is relative to ``lo``."""
+def _path(m: int, lo: int, hi: int, hash_range: RangeHash, out: list[bytes]) -> None:
+    """Append PATH(m, D[lo:hi]) to ``out``; ``m`` is relative to ``lo``."""
     n = hi - lo
     if n == 1:
         return
     k = _split(n)
     if m < k:
-        _path(m, leaves, lo, lo + k, out)
-        out.append(root(leaves[lo + k : hi]))
+        _path(m, lo, lo + k, hash_range, out)
+        out.append(hash_range(lo + k, hi))
     else:
-        _path(m - k, leaves, lo + k, hi, out)
-        out.append(root(leaves[lo : lo + k]))
+        _path(m - k, lo + k, hi, hash_range, out)
+        out.append(hash_range(lo, lo + k))
 
 
 def consistency_proof(leaf_hashes: Sequence[bytes], size1: int, size2: int) -> list[bytes]:
@@ -214,15 +228,21 @@ def consistency_proof(leaf_hashes: Sequence[bytes], size1: int, size2: int) -> l
         raise ValueError(
             f"need 0 < size1 <= size2 <= {len(leaf_hashes)}, got size1={size1} size2={size2}"
         )
+    return consistency_path(size1, size2, _list_ranges(leaf_hashes))
+
+
+def consistency_path(size1: int, size2: int, hash_range: RangeHash) -> list[bytes]:
+    """PROOF(size1, D[0:size2]) with subtree hashes from ``hash_range``
+    (``0 < size1 <= size2``; equal sizes give an empty proof)."""
     proof: list[bytes] = []
-    _subproof(size1, leaf_hashes, 0, size2, True, proof)
+    _subproof(size1, 0, size2, True, hash_range, proof)
     return proof
 
 
 def _subproof(
-    m: int, leaves: Sequence[bytes], lo: int, hi: int, whole: bool, out: list[bytes]
+    m: int, lo: int, hi: int, whole: bool, hash_range: RangeHash, out: list[bytes]
 ) -> None:
-    """Append SUBPROOF(m, leaves[lo:hi], whole) to ``out``.
+    """Append SUBPROOF(m, D[lo:hi], whole) to ``out``.
 
     ``whole`` stays true while the recursion has only gone left, i.e. while a subtree with
     ``m == n`` would be the complete old tree, whose root the verifier already has.
@@ -230,15 +250,26 @@ def _subproof(
     n = hi - lo
     if m == n:
         if not whole:
-            out.append(root(leaves[lo:hi]))
+            out.append(hash_range(lo, hi))
         return
     k = _split(n)
     if m <= k:
-        _subproof(m, leaves, lo, lo + k, whole, out)
-        out.append(root(leaves[lo + k : hi]))
+        _subproof(m, lo, lo + k, whole, hash_range, out)
+        out.append(hash_range(lo + k, hi))
     else:
-        _subproof(m - k, leaves, lo + k, hi, False, out)
-        out.append(root(leaves[lo : lo + k]))
+        _subproof(m - k, lo + k, hi, False, hash_range, out)
+        out.append(hash_range(lo, lo + k))
+
+
+def fold_peaks(peaks: Sequence[bytes]) -> bytes:
+    """The root of a tree from the hashes of the perfect subtrees that the binary digits of its
+    size describe, largest (leftmost) first: folded from the right. Empty: the empty root."""
+    if not peaks:
+        return EMPTY_ROOT
+    acc = peaks[-1]
+    for h in reversed(peaks[:-1]):
+        acc = node_hash(h, acc)
+    return acc
 
 
 def _check_hash(value: bytes, what: str, error: type[ValueError] = ProofError) -> None:
