@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import csv
 import json
 import math
@@ -51,7 +50,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.results_file import RESULTS_DIR, machine, write_result
+from benchmarks.results_file import RESULTS_DIR, gpu_name, machine, write_result
 from goa.cards import ModelCard
 from goa.eval.datasets import load_dataset
 from goa.eval.method_specs import MethodSpec, build_method
@@ -251,15 +250,6 @@ def write_outputs(summary: dict[str, Any], args: argparse.Namespace, extra: dict
     (RESULTS_DIR / f"{NAME}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _gpu() -> str | None:
-    with contextlib.suppress(ImportError):
-        import torch
-
-        if torch.cuda.is_available():
-            return str(torch.cuda.get_device_name(0))
-    return None
-
-
 def _batching() -> dict[str, Any]:
     """Mean and largest batch per model, when the transformers engine ran."""
     if "goa.inference.transformers_backend" not in sys.modules:
@@ -311,7 +301,7 @@ def main() -> None:
     engine = os.environ.get("GOA_LOCAL_ENGINE") or "llamacpp"
     extra = {
         "engine": engine,
-        "gpu": _gpu(),
+        "gpu": gpu_name(),
         "wall_s": round(time.perf_counter() - started, 1),
         "limit": args.limit,
         "max_tokens": args.max_tokens,

@@ -35,6 +35,15 @@ def machine() -> str:
     )
 
 
+def gpu_name() -> str | None:
+    """The first CUDA GPU's name, or None (no torch, or no GPU)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return str(torch.cuda.get_device_name(0)) if torch.cuda.is_available() else None
+
+
 def write_result(
     name: str,
     *,

@@ -19,13 +19,12 @@ Usage: ``GOA_TRANSFORMERS_DIR=... python -m benchmarks.transformers_throughput
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import threading
 import time
 from typing import Any
 
-from benchmarks.results_file import machine, write_result
+from benchmarks.results_file import gpu_name, machine, write_result
 from goa.eval.datasets import load_dataset
 from goa.eval.formatting import answer_format, question_text
 from goa.inference.hf_model import HFModel
@@ -50,15 +49,6 @@ def timed(model: HFModel, batch: list[ChatRequest]) -> tuple[float, int, int]:
     replies = model.generate(batch)
     seconds = time.perf_counter() - started
     return seconds, sum(r.usage.completion_tokens for r in replies), model.stats.steps - steps
-
-
-def _gpu() -> str | None:
-    with contextlib.suppress(ImportError):
-        import torch
-
-        if torch.cuda.is_available():
-            return str(torch.cuda.get_device_name(0))
-    return None
 
 
 def main() -> None:
@@ -100,7 +90,7 @@ def main() -> None:
     wall = time.perf_counter() - started
     metrics["tok_s_all_models_at_once"] = round(sum(r[1] for r in results.values()) / wall, 1)
     print(f"all at once: {metrics['tok_s_all_models_at_once']:,.0f} tok/s", flush=True)
-    gpu = _gpu()
+    gpu = gpu_name()
     extra: dict[str, Any] = {
         "note": (
             "REAL models (not simulated), greedy, MMLU prompts; tokens are the new tokens "

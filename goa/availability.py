@@ -38,11 +38,7 @@ def availability(card: ModelCard) -> Availability:
 
 def _check(card: ModelCard) -> tuple[bool, str]:
     if card.backend == "llamacpp":
-        from goa.inference import local_models
-
-        if local_models.is_present(card.model):
-            return True, f"file present: {local_models.model_path(card.model)}"
-        return False, f"file not downloaded yet (goa models pull {card.model})"
+        return _local_file(card.model)
     if card.backend == "transformers":
         return _transformers_ready(card.model)
     if card.backend == "litellm":
@@ -64,9 +60,16 @@ def _transformers_ready(model: str) -> tuple[bool, str]:
     from goa.inference import local_models
 
     if model in local_models.LOCAL_MODELS:
-        if local_models.is_present(model):
-            return True, f"file present: {local_models.model_path(model)}"
-        return False, f"file not downloaded yet (goa models pull {model})"
+        return _local_file(model)
     if Path(model).exists():
         return True, f"model files at {model}"
     return False, f"no model directory or .gguf file at {model}"
+
+
+def _local_file(model: str) -> tuple[bool, str]:
+    """Whether an embedded model's GGUF file has been pulled."""
+    from goa.inference import local_models
+
+    if local_models.is_present(model):
+        return True, f"file present: {local_models.model_path(model)}"
+    return False, f"file not downloaded yet (goa models pull {model})"

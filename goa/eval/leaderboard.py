@@ -36,11 +36,11 @@ RECORD_TYPE = "goa-eval-run"
 Status = Literal["ok", "changed", "missing"]
 
 
-def log_digest(path: Path, method: str) -> str | None:
-    """SHA-256 (hex) of the lines of ``method`` in the run log, in file order; None
-    when the file cannot be read. Lines that do not parse are left out (a line
-    cut short by a crash belongs to no finished sample)."""
-    digest = hashlib.sha256()
+def log_digests(path: Path) -> dict[str, str] | None:
+    """For every method in the run log: SHA-256 (hex) of its lines, in file order; None when
+    the file cannot be read. Lines that do not parse are left out (a line cut short by a crash
+    belongs to no finished sample). One pass over the file serves every method."""
+    digests: dict[str, Any] = {}
     try:
         with path.open("rb") as lines:
             for line in lines:
@@ -48,17 +48,37 @@ def log_digest(path: Path, method: str) -> str | None:
                     record = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(record, dict) and record.get("method") == method:
+                if isinstance(record, dict) and isinstance(record.get("method"), str):
+                    digest = digests.setdefault(record["method"], hashlib.sha256())
                     digest.update(line.rstrip(b"\n") + b"\n")
     except OSError:
         return None
-    return digest.hexdigest()
+    return {method: digest.hexdigest() for method, digest in digests.items()}
+
+
+def log_digest(path: Path, method: str) -> str | None:
+    """SHA-256 (hex) of the lines of ``method`` in the run log (of nothing when it has none);
+    None when the file cannot be read."""
+    digests = log_digests(path)
+    return None if digests is None else digests.get(method, _NOTHING)
+
+
+_NOTHING = hashlib.sha256().hexdigest()
 
 
 def run_record(
-    summary: RunSummary, *, data: str, pool: str, models: Sequence[str], log: Path
+    summary: RunSummary,
+    *,
+    data: str,
+    pool: str,
+    models: Sequence[str],
+    log: Path,
+    digests: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The ledger record of one method's run."""
+    """The ledger record of one method's run (``digests``: :func:`log_digests` of ``log``,
+    when already computed)."""
+    if digests is None:
+        digests = log_digests(log)
     return {
         "type": RECORD_TYPE,
         "method": summary.method,
@@ -70,7 +90,7 @@ def run_record(
         "se": round(summary.se, 6),
         "cost_usd": summary.cost_usd,
         "log": str(log.resolve()),
-        "log_sha256": log_digest(log, summary.method),
+        "log_sha256": None if digests is None else digests.get(summary.method, _NOTHING),
         "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
@@ -85,7 +105,11 @@ def record_runs(
     log: Path,
 ) -> list[int]:
     """Append one record per summary; the ledger indexes of the new entries."""
-    records = [run_record(s, data=data, pool=pool, models=models, log=log) for s in summaries]
+    digests = log_digests(log)
+    records = [
+        run_record(s, data=data, pool=pool, models=models, log=log, digests=digests)
+        for s in summaries
+    ]
     return [entry.index for entry in ledger.append_many(records)]
 
 
@@ -105,12 +129,16 @@ class Standing:
 def leaderboard(ledger: Ledger, *, data: str | None = None) -> list[Standing]:
     """Every recorded run (of question set ``data`` if given), best accuracy first."""
     standings: list[Standing] = []
+    logs: dict[Path, dict[str, str] | None] = {}  # each log file read once
     for entry in ledger.entries():
         record = entry.record
         if record.get("type") != RECORD_TYPE or (data is not None and record.get("data") != data):
             continue
         path = Path(str(record.get("log", "")))
-        now = log_digest(path, str(record.get("method"))) if path.is_file() else None
+        if path not in logs:
+            logs[path] = log_digests(path) if path.is_file() else None
+        found = logs[path]
+        now = None if found is None else found.get(str(record.get("method")), _NOTHING)
         status: Status = (
             "missing" if now is None else "ok" if now == record.get("log_sha256") else "changed"
         )
@@ -119,4 +147,12 @@ def leaderboard(ledger: Ledger, *, data: str | None = None) -> list[Standing]:
     return standings
 
 
-__all__ = ["RECORD_TYPE", "Standing", "leaderboard", "log_digest", "record_runs", "run_record"]
+__all__ = [
+    "RECORD_TYPE",
+    "Standing",
+    "leaderboard",
+    "log_digest",
+    "log_digests",
+    "record_runs",
+    "run_record",
+]

@@ -299,15 +299,22 @@ class HFModel:
             )
         self.stats.steps += int(output.shape[1] - width)
         prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
+        ended = self._stop_ids()
         return [
-            self._reply(output[row, width:].tolist(), request, stops, int(prompt_lengths[row]))
+            self._reply(
+                output[row, width:].tolist(), request, stops, ended, int(prompt_lengths[row])
+            )
             for row, request in enumerate(requests)
         ]
 
     def _reply(
-        self, tokens: list[int], request: ChatRequest, stops: Sequence[str], prompt_tokens: int
+        self,
+        tokens: list[int],
+        request: ChatRequest,
+        stops: Sequence[str],
+        ended: set[int],
+        prompt_tokens: int,
     ) -> Generated:
-        ended = self._stop_ids()
         tokens = tokens[: request.max_tokens]
         stopped = False
         for index, token in enumerate(tokens):
