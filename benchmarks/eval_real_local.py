@@ -4,7 +4,9 @@ The ``local`` pool (SmolLM2-135M-Instruct, Gemma-3-270M base, Qwen2.5-Coder-0.5B
 and -1.5B-Instruct: the GGUF files of :mod:`goa.inference.local_models`, SHA-256
 verified) answers ``--limit`` questions of the Graph-of-Agents MMLU sample
 (seeded shuffle) with each method, through :func:`~goa.eval.runner.run_eval`,
-with one global limit on questions in flight and the shared response cache.
+every method at once, each with its own limit of questions in flight (so each
+works through the questions in the same order, and a run cut short by its budget
+leaves a long common prefix), and the shared response cache.
 
 Methods (the defaults of :mod:`goa.eval.method_specs`, ``max_tokens`` as given):
 
@@ -83,13 +85,12 @@ def method_specs(pool_ids: list[str], max_tokens: int) -> list[MethodSpec]:
 
 
 async def run_all(args: argparse.Namespace, specs: list[MethodSpec]) -> None:
-    """Every method at once under one limit of questions in flight, until done or
-    the budget runs out."""
+    """Every method at once, each with ``--concurrency`` questions in flight, until
+    done or the budget runs out."""
     samples = load_dataset("mmlu", limit=args.limit, seed=args.seed)
     pool = load_pool("local")
     if os.environ.get("GOA_LOCAL_ENGINE") == "transformers":
         await asyncio.to_thread(preload, pool)
-    limit = asyncio.Semaphore(args.concurrency)
     started = time.perf_counter()
 
     def progress(state: Any) -> None:
@@ -106,7 +107,7 @@ async def run_all(args: argparse.Namespace, specs: list[MethodSpec]) -> None:
             samples,
             log_path=args.log,
             dataset="mmlu",
-            semaphore=limit,
+            concurrency=args.concurrency,
             on_progress=progress,
         )
         for spec in specs
@@ -274,7 +275,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-tokens", type=int, default=256)
-    parser.add_argument("--concurrency", type=int, default=8, help="questions in flight (all)")
+    parser.add_argument("--concurrency", type=int, default=8, help="questions in flight per method")
     parser.add_argument("--budget-s", type=float, default=math.inf)
     parser.add_argument("--log", type=Path, default=Path("goa-runs") / f"{NAME}.jsonl")
     parser.add_argument("--summarize-only", action="store_true")

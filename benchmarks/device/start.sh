@@ -1,21 +1,33 @@
 #!/bin/bash
 # On the GPU machine, after every part of pack.sh was copied to /root/xfer:
-# check and unpack the exports, then start the evaluation in the background
-# (setsid: it outlives this call while the machine stays warm).
-# Env: LIMIT (500), CONC (1024 questions in flight), MAXB (256), BUDGET (s), METHODS,
+# check and unpack the GGUF files, export their weights in the HF layout, then
+# start the evaluation in the background (setsid: it outlives this call while the
+# machine stays warm).
+# Env: LIMIT (500), CONC (128 questions in flight per method), MAXB (256), BUDGET (s), METHODS,
 # THROUGHPUT (1: run benchmarks.transformers_throughput first).
 set -euo pipefail
 export PYTHONUNBUFFERED=1
 [ -d .dev/whl ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
     --upgrade --target /tmp/site .dev/whl/*.whl
-mkdir -p /root/exports /root/run /root/goa-data /root/shared-data
+mkdir -p /root/exports /root/models /root/run /root/goa-data /root/shared-data
 cp -r .dev/data/* /root/shared-data/
 got=$(cat /root/xfer/hf.part.* | sha256sum | cut -d' ' -f1)
 [ "$got" = "$(cat .dev/parts.sha256)" ] || { echo "SHA-256 MISMATCH: $got"; exit 1; }
-cat /root/xfer/hf.part.* | tar -xzf - -C /root/exports
-ls /root/exports
+cat /root/xfer/hf.part.* | tar -xf - -C /root/models
+tar -xzf .dev/small/exports.tgz -C /root/exports
+export PYTHONPATH=/tmp/site GOA_MODELS_DIR=/root/models GOA_DATA_DIR=/root/goa-data
+# Each model's weights dequantised in its own process (the tokenizer files came along).
+t0=$(date +%s)
+for m in smollm2-135m gemma3-270m qwen2.5-coder-0.5b qwen2.5-coder-1.5b; do
+    python3 -c "from pathlib import Path; from goa.inference.hf_export import export_model; \
+export_model('$m', Path('/root/exports'), tokenizer=False)" > "/root/run/export-$m.txt" 2>&1 &
+done
+wait
+tail -qn 1 /root/run/export-*.txt
+echo "exported in $(( $(date +%s) - t0 )) s"
+(cd /root/exports && sha256sum -c "$OLDPWD/.dev/small/weights.sha256") || echo "WEIGHTS DIFFER from here"
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
-export PYTHONPATH=/tmp/site GOA_TRANSFORMERS_DIR=/root/exports GOA_DATA_DIR=/root/goa-data \
+export GOA_TRANSFORMERS_DIR=/root/exports GOA_DATA_DIR=/root/goa-data \
     GOA_SHARED_DATA=/root/shared-data GOA_LOCAL_ENGINE=transformers GOA_MAX_BATCH="${MAXB:-256}" \
     TOKENIZERS_PARALLELISM=false
 if [ "${THROUGHPUT:-1}" = 1 ]; then  # tokens/s by batch size first (about a minute)
@@ -27,7 +39,7 @@ fi
 # best single, MoA, Self-MoA, vote); METHODS=all runs every method of the benchmark.
 singles=single-smollm2-135m,single-gemma3-270m,single-qwen2.5-coder-0.5b,single-qwen2.5-coder-1.5b
 METHODS="${METHODS:-$singles,goa,goa-majority-exit,moa,self-moa,vote}"
-args=(--limit "${LIMIT:-500}" --concurrency "${CONC:-1024}" --budget-s "${BUDGET:-900}")
+args=(--limit "${LIMIT:-500}" --concurrency "${CONC:-128}" --budget-s "${BUDGET:-900}")
 [ "$METHODS" != all ] && args+=(--methods "$METHODS")
 setsid nohup python3 -m benchmarks.eval_real_local "${args[@]}" \
     --log /root/run/eval-real-local.jsonl \

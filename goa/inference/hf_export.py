@@ -31,8 +31,12 @@ from goa.inference import local_models
 MANIFEST = "goa-export.json"
 
 
-def export_model(name: str, dest: Path, *, dtype: str = "bfloat16") -> Path:
-    """Write the HF-layout export of embedded model ``name`` to ``dest/name``."""
+def export_model(name: str, dest: Path, *, dtype: str = "bfloat16", tokenizer: bool = True) -> Path:
+    """Write the HF-layout export of embedded model ``name`` to ``dest/name``.
+
+    ``tokenizer=False`` writes the weights, config and manifest only (for a
+    machine that receives the tokenizer files of an export made elsewhere: the
+    tokenizer is the slow part of reading a GGUF file)."""
     try:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -45,13 +49,15 @@ def export_model(name: str, dest: Path, *, dtype: str = "bfloat16") -> Path:
     started = time.perf_counter()
     target = dest / name
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
         model = AutoModelForCausalLM.from_pretrained(
             source.parent, gguf_file=source.name, dtype=getattr(torch, dtype)
         )
         target.mkdir(parents=True, exist_ok=True)
         _save(model, target)
-        tokenizer.save_pretrained(target)
+        if tokenizer:
+            AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name).save_pretrained(
+                target
+            )
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelFileError(f"{source}: cannot export it to {target}: {exc}") from None
     manifest = {
