@@ -360,3 +360,38 @@ def test_on_a_gpu_the_backend_generates_batches_in_bf16() -> None:
     assert str(model.device).startswith("cuda")
     assert model.model.dtype == torch.bfloat16
     model.close()
+
+
+def test_saved_weights_keep_a_tied_embedding_under_its_source_name(tmp_path: Any) -> None:
+    """Tied weights are stored once, as Hugging Face checkpoints store them (the
+    embedding, not the head): transformers 5.17 left an embedding stored only as
+    ``lm_head.weight`` missing and randomly initialised."""
+    import torch
+    from safetensors.torch import load_file
+
+    from goa.inference.hf_export import _save, weights_to_save
+    from goa.testing.tiny_models import tiny_causal_lm
+
+    model = tiny_causal_lm("llama", tie_word_embeddings=True)
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    kept = weights_to_save(model)
+    assert "model.embed_tokens.weight" in kept
+    assert "lm_head.weight" not in kept
+    assert set(kept) == set(model.state_dict()) - {"lm_head.weight"}
+    _save(model, tmp_path)
+    stored = load_file(str(tmp_path / "model.safetensors"))
+    assert torch.equal(stored["model.embed_tokens.weight"], model.lm_head.weight)
+    untied = tiny_causal_lm("llama", tie_word_embeddings=False)
+    assert set(weights_to_save(untied)) == set(untied.state_dict())
+
+
+def test_gpu_memory_reservation_is_opt_in_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from goa.inference.transformers_backend import reserve_gpu_memory
+
+    monkeypatch.delenv("GOA_CUDA_RESERVE_GB", raising=False)
+    assert reserve_gpu_memory("cuda") == 0.0  # unset: nothing reserved, torch not touched
+    monkeypatch.setenv("GOA_CUDA_RESERVE_GB", "8")
+    assert reserve_gpu_memory("cpu") == 0.0
+    monkeypatch.setenv("GOA_CUDA_RESERVE_GB", "lots")
+    with pytest.raises(GoaError, match="GOA_CUDA_RESERVE_GB"):
+        reserve_gpu_memory("cuda")

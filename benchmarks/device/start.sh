@@ -4,6 +4,7 @@
 # start the evaluation in the background (setsid: it outlives this call while the
 # machine stays warm).
 # Env: LIMIT (500), CONC (128 questions in flight per method), MAXB (256), BUDGET (s), METHODS,
+# RESERVE (GiB handed to PyTorch's allocator at the first load: 80),
 # THROUGHPUT (1: run benchmarks.transformers_throughput first).
 set -euo pipefail
 export PYTHONUNBUFFERED=1
@@ -29,7 +30,7 @@ echo "exported in $(( $(date +%s) - t0 )) s"
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
 export GOA_TRANSFORMERS_DIR=/root/exports GOA_DATA_DIR=/root/goa-data \
     GOA_SHARED_DATA=/root/shared-data GOA_LOCAL_ENGINE=transformers GOA_MAX_BATCH="${MAXB:-256}" \
-    TOKENIZERS_PARALLELISM=false
+    GOA_CUDA_RESERVE_GB="${RESERVE:-80}" TOKENIZERS_PARALLELISM=false
 if [ "${THROUGHPUT:-1}" = 1 ]; then  # tokens/s by batch size first (about a minute)
     python3 -m benchmarks.transformers_throughput --batches 1,64,256 --max-tokens 128 2>&1 \
         | grep -v 'it/s' | tail -20
@@ -43,7 +44,7 @@ args=(--limit "${LIMIT:-500}" --concurrency "${CONC:-128}" --budget-s "${BUDGET:
 [ "$METHODS" != all ] && args+=(--methods "$METHODS")
 setsid nohup python3 -m benchmarks.eval_real_local "${args[@]}" \
     --log /root/run/eval-real-local.jsonl \
-    --command "GOA_LOCAL_ENGINE=transformers GOA_MAX_BATCH=${MAXB:-256} python -m benchmarks.eval_real_local ${args[*]}" \
+    --command "GOA_LOCAL_ENGINE=transformers GOA_MAX_BATCH=${MAXB:-256} GOA_CUDA_RESERVE_GB=${RESERVE:-80} python -m benchmarks.eval_real_local ${args[*]}" \
     > /root/run/out.txt 2>&1 < /dev/null &
 echo $! > /root/run/pid
 echo started

@@ -77,16 +77,39 @@ def _save(model: Any, target: Path) -> None:
     transformers refuses ``save_pretrained`` for a model loaded from GGUF (it
     counts as quantized even when unpacked), so the pieces are written here: the
     config without its GGUF quantization entry (the weights are plain now), and
-    the weights with safetensors (tied weights stored once).
+    the weights with safetensors, each tied pair stored once under its *source*
+    name (``model.embed_tokens.weight``, not ``lm_head.weight``): the layout of
+    Hugging Face checkpoints, which every transformers version reads back tied
+    (5.17 left the embedding missing, randomly initialised, when only the head
+    was stored).
     """
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file
 
     config = model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.save_pretrained(target)
     model.generation_config.save_pretrained(target)
-    save_model(model, str(target / "model.safetensors"))
+    save_file(weights_to_save(model), str(target / "model.safetensors"), metadata={"format": "pt"})
+
+
+def weights_to_save(model: Any) -> dict[str, Any]:
+    """The state dict with each tensor stored once: of names sharing storage, a
+    tied target (a key of the model's ``_tied_weights_keys``) gives way to the
+    others."""
+    tied = getattr(model, "_tied_weights_keys", None) or {}
+    targets = set(tied) if isinstance(tied, dict) else set()
+    by_storage: dict[tuple[int, int], list[str]] = {}
+    state = model.state_dict()
+    for name, tensor in state.items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        by_storage.setdefault(key, []).append(name)
+    kept: dict[str, Any] = {}
+    for names in by_storage.values():
+        sources = [n for n in names if n not in targets] or names
+        name = sorted(sources)[0]
+        kept[name] = state[name].detach().contiguous()
+    return kept
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
