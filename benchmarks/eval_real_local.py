@@ -119,7 +119,8 @@ async def run_all(args: argparse.Namespace, specs: list[MethodSpec]) -> None:
 
 
 def preload(pool: Pool) -> None:
-    """Load every model of the pool at once (each loads in its own thread)."""
+    """Load every model of the pool before the clock starts (one thread each; the
+    backend builds them one at a time)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from goa.inference.factory import backend_for_card

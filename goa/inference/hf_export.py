@@ -77,11 +77,11 @@ def _save(model: Any, target: Path) -> None:
     transformers refuses ``save_pretrained`` for a model loaded from GGUF (it
     counts as quantized even when unpacked), so the pieces are written here: the
     config without its GGUF quantization entry (the weights are plain now), and
-    the weights with safetensors, each tied pair stored once under its *source*
-    name (``model.embed_tokens.weight``, not ``lm_head.weight``): the layout of
-    Hugging Face checkpoints, which every transformers version reads back tied
-    (5.17 left the embedding missing, randomly initialised, when only the head
-    was stored).
+    the weights with safetensors, every name of a tied pair stored (the
+    embedding and the head each hold a copy): transformers versions disagree
+    about which name of a tied pair they read and whether they tie on loading
+    (5.17 left the missing name randomly initialised, whichever it was), so an
+    export names both.
     """
     from safetensors.torch import save_file
 
@@ -94,22 +94,11 @@ def _save(model: Any, target: Path) -> None:
 
 
 def weights_to_save(model: Any) -> dict[str, Any]:
-    """The state dict with each tensor stored once: of names sharing storage, a
-    tied target (a key of the model's ``_tied_weights_keys``) gives way to the
-    others."""
-    tied = getattr(model, "_tied_weights_keys", None) or {}
-    targets = set(tied) if isinstance(tied, dict) else set()
-    by_storage: dict[tuple[int, int], list[str]] = {}
-    state = model.state_dict()
-    for name, tensor in state.items():
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
-        by_storage.setdefault(key, []).append(name)
-    kept: dict[str, Any] = {}
-    for names in by_storage.values():
-        sources = [n for n in names if n not in targets] or names
-        name = sorted(sources)[0]
-        kept[name] = state[name].detach().contiguous()
-    return kept
+    """Every tensor of the state dict under its own name, as a contiguous tensor
+    of its own (safetensors refuses tensors that share memory)."""
+    return {
+        name: tensor.detach().clone().contiguous() for name, tensor in model.state_dict().items()
+    }
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:

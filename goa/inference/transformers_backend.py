@@ -11,8 +11,9 @@ backend (see there). With ``GOA_TRANSFORMERS_DIR`` set, an embedded model is
 loaded from its Hugging Face export there instead, much faster
 (:mod:`goa.inference.hf_export`).
 
-Each model is loaded once per process (one lock per model, so different models
-load at the same time) and served by an :class:`~goa.inference.hf_model.HFModel`,
+Each model is loaded once per process (one lock per model; the models themselves
+are built one at a time, since transformers changes process-wide state while it
+builds one) and served by an :class:`~goa.inference.hf_model.HFModel`,
 whose worker thread batches concurrent requests (see there for batching,
 prompt format, sampling, log-probabilities and out-of-memory handling).
 """
@@ -63,6 +64,11 @@ _Key = tuple[str, str | None, str, str]
 _loaded: dict[_Key, HFModel] = {}
 _key_locks: dict[_Key, threading.Lock] = {}
 _loading = threading.Lock()
+# transformers' from_pretrained sets torch's default dtype for the whole process while
+# it builds a model: two models built at once in two threads left some of Gemma's
+# tensors float32 inside a bf16 model on the GPU ("expected mat1 and mat2 to have the
+# same dtype"). Models are therefore built one at a time.
+_building = threading.Lock()
 
 
 def default_device() -> str:
@@ -126,7 +132,7 @@ def load_model(
     device = device or default_device()
     dtype = dtype or ("bfloat16" if device.startswith("cuda") else "float32")
     key = (str(source.directory.resolve()), source.gguf_file, device, dtype)
-    with _loading:  # one lock per model: different models load at the same time
+    with _loading:  # one lock per model: a model loads once, whoever asks first
         lock = _key_locks.setdefault(key, threading.Lock())
     with lock:
         model = _loaded.get(key)
@@ -135,10 +141,11 @@ def load_model(
         start = time.perf_counter()
         options: dict[str, Any] = {"gguf_file": source.gguf_file} if source.gguf_file else {}
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source.directory, **options)
-            network = AutoModelForCausalLM.from_pretrained(
-                source.directory, dtype=getattr(torch, dtype), **options
-            ).to(device)
+            with _building:
+                tokenizer = AutoTokenizer.from_pretrained(source.directory, **options)
+                network = AutoModelForCausalLM.from_pretrained(
+                    source.directory, dtype=getattr(torch, dtype), **options
+                ).to(device)
             reserve_gpu_memory(device)
         except (OSError, ValueError, KeyError) as exc:
             where = source.directory / (source.gguf_file or "")
