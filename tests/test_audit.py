@@ -1,0 +1,114 @@
+"""End-to-end audits: decomposition, segmentation, auditors, consensus and the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from trust.audit import AuditConfig, audit_trace
+from trust.auditors import ComputationalAuditor
+from trust.consensus import Decision
+from trust.ledger import Ledger
+from trust.segment import Segment
+from trust.verdict import Tier, Verdict, Vote
+
+
+class FixedAuditor:
+    """An evaluator that votes ``invalid`` on the steps named in ``against``, else ``valid``."""
+
+    def __init__(self, auditor_id: str, against: set[str], tier: Tier = Tier.LLM) -> None:
+        self._id = auditor_id
+        self._tier = tier
+        self.against = against
+        self.seen: list[str] = []
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def tier(self) -> Tier:
+        return self._tier
+
+    async def judge(self, segment: Segment) -> Verdict:
+        self.seen.append(segment.id)
+        if segment.id in self.against:
+            return Verdict(vote=Vote.INVALID, confidence=0.9, reason=f"{self._id}: wrong")
+        return Verdict(vote=Vote.VALID, confidence=0.9, reason=f"{self._id}: fine")
+
+
+def _bbm(shared_data: Path, index: int) -> dict[str, object]:
+    path = shared_data / "trust" / "big-bench-mistake" / "multistep_arithmetic.jsonl"
+    line = path.read_text(encoding="utf-8").splitlines()[index]
+    record: dict[str, object] = json.loads(line)
+    return record
+
+
+def test_arithmetic_trace_first_mistake_found_and_recorded(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    record = _bbm(shared_data, 0)
+    steps, mistake = record["steps"], record["mistake_index"]
+    assert isinstance(steps, list)
+    assert isinstance(mistake, int)
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        report = asyncio.run(
+            audit_trace(steps, computational=ComputationalAuditor(), ledger=ledger)
+        )
+        assert report.verdict is Decision.INVALID
+        assert report.first_faulty_index == mistake
+        assert report.first_faulty_step == f"step{mistake + 1}"
+        assert ledger.verify().ok
+        last = ledger.entry(report.ledger_entries[-1]).record
+        assert last["kind"] == "audit"
+        assert last["verdict"] == "invalid"
+        assert last["trace_sha256"] == report.trace_sha256
+        assert ledger.size == len(report.ledger_entries)
+
+
+def test_llm_committee_decides_steps_without_arithmetic() -> None:
+    steps = ["We need the capital of France.", "The capital of France is Paris.", "So Paris."]
+    evaluators = [FixedAuditor(f"e{i}", against={"step2"}) for i in range(3)]
+    report = asyncio.run(audit_trace(steps, evaluators=evaluators))
+    assert [s.decision for s in report.steps] == [
+        Decision.VALID,
+        Decision.INVALID,
+        Decision.VALID,
+    ]
+    assert report.first_faulty_step == "step2"
+    assert all(s.tier is Tier.LLM for s in report.steps)
+
+
+def test_split_committee_escalates_to_the_human_who_decides() -> None:
+    steps = ["Assume the premise holds.", "Therefore the claim follows."]
+    evaluators = [
+        FixedAuditor("e0", against={"step2"}),
+        FixedAuditor("e1", against=set()),
+    ]
+    human = FixedAuditor("reviewer", against={"step2"}, tier=Tier.HUMAN)
+    config = AuditConfig(replicas=2)
+    report = asyncio.run(audit_trace(steps, evaluators=evaluators, humans=[human], config=config))
+    assert report.steps[1].tier is Tier.HUMAN
+    assert report.steps[1].decision is Decision.INVALID
+    assert human.seen == ["step2"]  # only the undecided step reached the human
+    assert report.verdict is Decision.INVALID
+
+
+def test_a_step_nobody_can_judge_is_undecided() -> None:
+    report = asyncio.run(
+        audit_trace(["Paris is the capital of France."], computational=ComputationalAuditor())
+    )
+    assert report.steps[0].decision is Decision.UNDECIDED
+    assert report.verdict is Decision.UNDECIDED
+    assert report.ledger_entries == ()
+
+
+def test_cap_limits_what_each_evaluator_sees() -> None:
+    steps = [f"Step {i}: the {i}th fact is stated plainly here." for i in range(1, 9)]
+    evaluators = [FixedAuditor(f"e{i}", against=set()) for i in range(9)]
+    config = AuditConfig(replicas=3, cap=0.5)
+    report = asyncio.run(audit_trace(steps, evaluators=evaluators, config=config))
+    assert report.verdict is Decision.VALID
+    assert report.exposure.single <= 0.5
+    assert max(len(e.seen) for e in evaluators) < len(steps)
