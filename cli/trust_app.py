@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from cli.trust_audit_cmd import audit
 from cli.trust_ledger_cmd import ledger_app
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ def _root() -> None:
     """TRUST: audit chains of thought and record every decision on a verifiable ledger."""
 
 
+app.command()(audit)
 app.add_typer(ledger_app, name="ledger")
 
 

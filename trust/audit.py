@@ -13,7 +13,9 @@
    (:class:`trust.consensus.ConsensusEngine`: commit, reveal, tally, settlement);
 4. reports the verdict for the trace (``invalid`` when a step is invalid, ``valid`` when every
    step is valid, else ``undecided``), the first faulty step, the decision for every step,
-   the exposure figure (:func:`trust.segment.exposure`) and the ledger entries.
+   the exposure figure (:func:`trust.segment.exposure`: what the evaluators saw; the
+   computational checker runs locally, and humans see only the steps escalated to them)
+   and the ledger entries.
 
 Every commit, reveal, tally, stake change and verdict goes to the ledger when one is given,
 followed by one ``audit`` record that names the trace's SHA-256, its verdict and exposure.
@@ -30,7 +32,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from goa.errors import GoaError
 from trust.auditors import Auditor
 from trust.consensus import (
     Ballot,
@@ -47,13 +48,9 @@ from trust.segment import Assignment, ExposureReport, Segment, assign, exposure,
 from trust.stakes import StakeBook
 from trust.verdict import Tier, Verdict, Vote
 
-__all__ = ["AuditConfig", "AuditError", "AuditReport", "StepVerdict", "audit_trace"]
+__all__ = ["AuditConfig", "AuditReport", "StepVerdict", "audit_trace"]
 
 REQUESTER = "requester"
-
-
-class AuditError(GoaError):
-    """An audit cannot run as configured."""
 
 
 def _default_params() -> ConsensusParams:
@@ -221,7 +218,10 @@ async def audit_trace(
         verdict = Decision.VALID
     else:
         verdict = Decision.UNDECIDED
-    seen = exposure(hdag, plan or assign(segments, ["-"], 1.0), config.coalition_size)
+    nobody = Assignment(
+        segments=segments, auditors=(), by_segment={}, per_auditor_cap=1.0, replicas=0, seed=0
+    )
+    seen = exposure(hdag, plan or nobody, config.coalition_size)
     trace_sha = _trace_hash(hdag)
     if ledger is not None:
         record = {
