@@ -7,10 +7,11 @@ call that produces the final answer streams as it is generated.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,6 +19,7 @@ from cli.errors import fail, reports_errors
 
 if TYPE_CHECKING:
     from goa.pipeline import GraphOfAgents
+    from goa.pools import Pool
     from goa.result import Result
 
 
@@ -99,6 +101,14 @@ def ask(
     usage: Annotated[
         bool, typer.Option("--usage", help="Show tokens, cost and latency per agent (stderr).")
     ] = False,
+    audit: Annotated[
+        bool,
+        typer.Option(
+            "--audit",
+            help="Audit the answer's reasoning with TRUST (the pool's models judge its steps; "
+            'on the ledger); the report goes to stderr, or under "audit" with --json.',
+        ),
+    ] = False,
 ) -> None:
     """Answer QUESTION with Graph-of-Agents over a pool of models (the embedded local
     models by default). Exit code 1 when no agent could answer."""
@@ -134,7 +144,8 @@ def ask(
     )
     streaming = not as_json and sys.stdout.isatty()
     result, streamed = _run(goa, question.strip(), streaming=streaming)
-    _report(result, as_json=as_json, streamed=streamed)
+    audited = _audit(question.strip(), result, goa.pool) if audit and result.answered else None
+    _report(result, as_json=as_json, streamed=streamed, audit=audited)
     if verbose:
         from cli.result_view import print_tree
 
@@ -174,10 +185,41 @@ def _run(goa: GraphOfAgents, question: str, *, streaming: bool) -> tuple[Result,
     return result, "".join(streamed.pieces) if streamed else None
 
 
-def _report(result: Result, *, as_json: bool, streamed: str | None) -> None:
+def _audit(question: str, result: Result, pool: Pool) -> dict[str, Any]:
+    """The TRUST audit of the answer's reasoning, as its JSON form."""
+    import asyncio
+
+    from trust.audit import audit_answer
+    from trust.ledger import Ledger
+
+    where = Ledger.default_path()
+    where.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with Ledger(where) as ledger:
+        report = asyncio.run(audit_answer(question, result.answer or "", pool=pool, ledger=ledger))
+    return report.to_dict()
+
+
+def _print_audit(audit: dict[str, Any]) -> None:
+    steps = ", ".join(f"{s['step']} {s['decision']}" for s in audit["steps"])
+    entries = audit["ledger_entries"]
+    print(
+        f"audit: {audit['verdict']}; first faulty step: {audit['first_faulty_step'] or 'none'}"
+        f"; {steps}; ledger entries {entries[0]}-{entries[-1]}",
+        file=sys.stderr,
+    )
+
+
+def _report(
+    result: Result, *, as_json: bool, streamed: str | None, audit: dict[str, Any] | None = None
+) -> None:
     if as_json:
-        print(result.model_dump_json(indent=2))
+        if audit is None:
+            print(result.model_dump_json(indent=2))
+        else:
+            print(json.dumps({**result.model_dump(mode="json"), "audit": audit}, indent=2))
         return
+    if audit is not None:
+        _print_audit(audit)
     if not result.answered:
         print(f"no answer: {result.reason}", file=sys.stderr)
         return

@@ -267,3 +267,39 @@ def test_judge_option_reaches_the_pipeline(pool: str) -> None:
     data = json.loads(invoke("Q?", "--pool", pool, "--judge", "auto", "--json").stdout)
     assert set(data["judges"].values()) == {"prompt"}  # scripted agents give no logprobs
     assert invoke("Q?", "--pool", pool, "--judge", "coin").exit_code == 2
+
+
+def test_audit_checks_the_answer_reasoning_and_records_it(
+    monkeypatch: pytest.MonkeyPatch, pool: str, agents: dict[str, Agent]
+) -> None:
+    from trust import auditors
+    from trust.ledger import Ledger
+
+    monkeypatch.setattr(auditors, "backend_for_card", lambda card, **_: agents[card.id])
+    judge = judge_by({"B": 6, "A": 3, "C": 1})
+    verdict = {"trust-audit": '{"vote": "valid", "confidence": 0.8, "reason": "follows"}'}
+    agents["a"] = agent("a", letter("A"), score=judge, **verdict)
+    reasoning = "Two experts say B.\nSo 2 + 2 = 5 votes.\nAnswer: B"
+    agents["b"] = agent("b", letter("B"), score=judge, reverse=reasoning, **verdict)
+    agents["c"] = agent(
+        "c",
+        letter("C"),
+        score=judge,
+        select='{"selected": [1, 2, 3], "reasons": ["x", "y", "z"]}',
+        **verdict,
+    )
+    result = invoke("Which is it?", "--pool", pool, "--audit", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["final_answer"] == "B"
+    audit = data["audit"]
+    assert audit["verdict"] == "invalid"
+    faulty = next(s for s in audit["steps"] if s["step"] == audit["first_faulty_step"])
+    assert faulty["tier"] == "computational"
+    with Ledger(Ledger.default_path()) as ledger:
+        assert ledger.verify().ok
+        assert ledger.entry(audit["ledger_entries"][-1]).record["kind"] == "audit"
+    text = invoke("Which is it?", "--pool", pool, "--audit")
+    assert text.exit_code == 0, text.output
+    assert text.stdout.strip().endswith("B")
+    assert "audit: invalid" in text.stderr

@@ -30,7 +30,7 @@ import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trust.auditors import Auditor
 from trust.consensus import (
@@ -48,7 +48,10 @@ from trust.segment import Assignment, ExposureReport, Segment, assign, exposure,
 from trust.stakes import StakeBook
 from trust.verdict import Tier, Verdict, Vote
 
-__all__ = ["AuditConfig", "AuditReport", "StepVerdict", "audit_trace"]
+if TYPE_CHECKING:
+    from goa.pools import Pool
+
+__all__ = ["AuditConfig", "AuditReport", "StepVerdict", "audit_answer", "audit_trace"]
 
 REQUESTER = "requester"
 
@@ -279,3 +282,28 @@ async def _audit_step(
         rounds.append(engine.run_round(seg.id, Tier.HUMAN, human_ballots, audit_id=audit_id))
     outcome = engine.settle(audit_id, seg.id, REQUESTER, rounds, fee_change=fee)
     return outcome, _majority_reason(verdicts, outcome.decision), verdicts
+
+
+async def audit_answer(
+    question: str,
+    answer: str,
+    *,
+    pool: Pool | None = None,
+    humans: Sequence[Auditor] = (),
+    config: AuditConfig | None = None,
+    ledger: Ledger | None = None,
+) -> AuditReport:
+    """Audit the reasoning of an answer to ``question`` (``goa ask --audit``): its text is
+    the trace, the question its goal; arithmetic is checked, and every model of ``pool``
+    (when given) is an LLM evaluator of the other steps."""
+    from trust.auditors import ComputationalAuditor, llm_auditors_for_pool
+
+    evaluators: list[Auditor] = list(llm_auditors_for_pool(pool)) if pool is not None else []
+    return await audit_trace(
+        decompose(answer, goal=question),
+        computational=ComputationalAuditor(),
+        evaluators=evaluators,
+        humans=humans,
+        config=config,
+        ledger=ledger,
+    )
