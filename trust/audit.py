@@ -186,10 +186,11 @@ async def audit_trace(
     start = ledger.size if ledger is not None else 0
     book = book or StakeBook(ledger)
     engine = ConsensusEngine(book, config.params, ledger=ledger)
-    _open(book, REQUESTER, config.deposit)
+    segments = segment(hdag, levels=(Level.STEP,))
+    # The requester pays the fee of every step that goes to a vote: it can afford them all.
+    _open(book, REQUESTER, config.deposit + config.params.fee * len(segments))
     for auditor in (*evaluators, *humans):
         _open(book, auditor.id, config.deposit)
-    segments = segment(hdag, levels=(Level.STEP,))
     by_id = {a.id: a for a in evaluators}
     plan: Assignment | None = None
     if evaluators:
