@@ -59,7 +59,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from benchmarks import results_file
 from benchmarks.results_file import RESULTS_DIR, write_result
 from goa.eval.datasets import shared_data_dir
 from trust.audit import AuditConfig, AuditReport, audit_trace
@@ -674,35 +673,30 @@ def write_outputs(results: Results, out_dir: Path, argv: Sequence[str]) -> dict[
     """Write NAME.json (project format), NAME.md and NAME.png into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     m = metrics(results)
-    # write_result writes into results_file.RESULTS_DIR; point it at out_dir for this call.
-    saved = results_file.RESULTS_DIR
-    results_file.RESULTS_DIR = out_dir
-    try:
-        json_path = write_result(
-            NAME,
-            metrics=m,
-            goals=goals(results),
-            simulated=True,
-            command="python -m benchmarks.audit_bbm " + " ".join(argv),
-            extra={
-                "note": "SIMULATED LLM evaluators and human experts (they know the gold label "
-                "and are right with a set probability) driving the real trust.audit, "
-                "trust.consensus and trust.segment code; the computational figures are real "
-                "arithmetic checks. No model or person was asked.",
-                "config": {
-                    **asdict(results.config),
-                    "params": asdict(results.config.params),
-                    "cap_ladder": list(CAP_LADDER),
-                    "after_mistake": "abstain",
-                },
-                "scores": {
-                    label: {task: asdict(s) for task, s in per.items()}
-                    for label, per in results.scores.items()
-                },
+    json_path = write_result(
+        NAME,
+        metrics=m,
+        goals=goals(results),
+        simulated=True,
+        command="python -m benchmarks.audit_bbm " + " ".join(argv),
+        directory=out_dir,
+        extra={
+            "note": "SIMULATED LLM evaluators and human experts (they know the gold label "
+            "and are right with a set probability) driving the real trust.audit, "
+            "trust.consensus and trust.segment code; the computational figures are real "
+            "arithmetic checks. No model or person was asked.",
+            "config": {
+                **asdict(results.config),
+                "params": asdict(results.config.params),
+                "cap_ladder": list(CAP_LADDER),
+                "after_mistake": "abstain",
             },
-        )
-    finally:
-        results_file.RESULTS_DIR = saved
+            "scores": {
+                label: {task: asdict(s) for task, s in per.items()}
+                for label, per in results.scores.items()
+            },
+        },
+    )
     md_path = out_dir / f"{NAME}.md"
     md_path.write_text(markdown(results, m), encoding="utf-8")
     png_path = out_dir / f"{NAME}.png"

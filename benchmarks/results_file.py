@@ -53,8 +53,10 @@ def write_result(
     extra: dict[str, Any] | None = None,
     command: str | None = None,
     machine_text: str | None = None,
+    directory: Path | None = None,
 ) -> Path:
-    """Write ``benchmarks/results/NAME.json`` and return its path."""
+    """Write ``NAME.json`` into ``directory`` (default ``benchmarks/results/``) and return
+    its path."""
     record: dict[str, Any] = {
         "benchmark": name,
         "command": command or "python -m " + shlex.join([_module_name(), *sys.argv[1:]]),
@@ -66,8 +68,9 @@ def write_result(
     }
     if extra:
         record.update(extra)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
+    directory = directory or RESULTS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
     path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return path
 

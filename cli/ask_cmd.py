@@ -189,12 +189,10 @@ def _audit(question: str, result: Result, pool: Pool) -> dict[str, Any]:
     """The TRUST audit of the answer's reasoning, as its JSON form."""
     import asyncio
 
+    from cli.trust_ledger_cmd import open_ledger
     from trust.audit import audit_answer
-    from trust.ledger import Ledger
 
-    where = Ledger.default_path()
-    where.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with Ledger(where) as ledger:
+    with open_ledger(None, create=True) as ledger:
         report = asyncio.run(audit_answer(question, result.answer or "", pool=pool, ledger=ledger))
     return report.to_dict()
 

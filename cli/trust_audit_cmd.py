@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cli.errors import fail, reports_errors
-from cli.trust_ledger_cmd import _open_ledger
+from cli.trust_ledger_cmd import open_ledger
 
 if TYPE_CHECKING:
     from trust.audit import AuditReport
@@ -95,7 +95,7 @@ def audit(
     if queue is not None:
         humans.append(FileQueueAuditor(queue))
     config = AuditConfig(replicas=replicas, cap=cap, coalition_size=coalition, seed=seed)
-    with _open_ledger(ledger_path, create=True) as ledger:
+    with open_ledger(ledger_path, create=True) as ledger:
         report = asyncio.run(
             audit_trace(
                 hdag,

@@ -53,7 +53,7 @@ SHOW_DEFAULT_COUNT = 10
 
 
 @contextlib.contextmanager
-def _open_ledger(path: Path | None, *, create: bool = False) -> Iterator[Ledger]:
+def open_ledger(path: Path | None, *, create: bool = False) -> Iterator[Ledger]:
     """Open the ledger at ``path`` (default location when None) for one command.
 
     The ledger reports a foreign or corrupted file as a LedgerError; SQLite and OS errors that
@@ -182,7 +182,7 @@ def append(
     records = _read_stdin_records() if record == "-" else [_parse_record(record, "RECORD", 1)]
     if not records:
         print("no records on stdin: nothing appended", file=sys.stderr)
-    with _open_ledger(ledger_path, create=True) as ledger:
+    with open_ledger(ledger_path, create=True) as ledger:
         entries = ledger.append_many(records) if records else []
     if as_json:
         typer.echo(_dumps([{"index": e.index, "leaf_hash": e.leaf_hash.hex()} for e in entries]))
@@ -214,7 +214,7 @@ def show(
     default the last 10 entries."""
     if index is not None and (start is not None or stop is not None):
         raise fail("give either INDEX or --from/--to, not both")
-    with _open_ledger(ledger_path) as ledger:
+    with open_ledger(ledger_path) as ledger:
         size = ledger.size
         if index is not None:
             first, last = index, index
@@ -266,7 +266,7 @@ def verify(
     2 when the file is not a readable goa ledger."""
     if (checkpoint_file is None) != (public_key is None):
         raise fail("--checkpoint and --public-key go together")
-    with _open_ledger(ledger_path) as ledger:
+    with open_ledger(ledger_path) as ledger:
         report = ledger.verify()
         against = _against_checkpoint(ledger, checkpoint_file, public_key) if report.ok else ""
     problem = report.problem
@@ -334,7 +334,7 @@ def proof(
 
     The proof lists the sibling hashes from the entry's leaf up to the root of the first N
     entries (default: all); verify it with the leaf hash, INDEX, N and that root."""
-    with _open_ledger(ledger_path) as ledger:
+    with open_ledger(ledger_path) as ledger:
         tree_size = ledger.size if size is None else size
         if tree_size > ledger.size:
             raise fail(f"--size {tree_size} is beyond the ledger's {ledger.size} entries")
@@ -372,7 +372,7 @@ def consistency(
 
     It shows that the first SIZE1 entries are unchanged within the first SIZE2 (default: all),
     i.e. that the ledger only grew between the two."""
-    with _open_ledger(ledger_path) as ledger:
+    with open_ledger(ledger_path) as ledger:
         newer = ledger.size if size2 is None else size2
         if newer > ledger.size:
             raise fail(f"SIZE2 {newer} is beyond the ledger's {ledger.size} entries")
@@ -439,7 +439,7 @@ def checkpoint(
         return
     from trust.checkpoint import SigningKey
 
-    with _open_ledger(ledger_path) as ledger:
+    with open_ledger(ledger_path) as ledger:
         size, root = ledger.size, ledger.root()
     signed = SigningKey.load_or_create().sign_checkpoint(size, root)
     typer.echo(json.dumps(signed.to_json(), indent=None if as_json else 2))
@@ -513,6 +513,6 @@ def export(
         else:
             typer.echo(pem, nl=False)
         return
-    with _open_ledger(ledger_path) as ledger:
+    with open_ledger(ledger_path) as ledger:
         for entry in ledger.entries():
             typer.echo(_dumps(_entry_json(entry, prev_hash=True)))

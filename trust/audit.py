@@ -222,10 +222,11 @@ async def audit_trace(
         verdict = Decision.VALID
     else:
         verdict = Decision.UNDECIDED
-    nobody = Assignment(
-        segments=segments, auditors=(), by_segment={}, per_auditor_cap=1.0, replicas=0, seed=0
-    )
-    seen = exposure(hdag, plan or nobody, config.coalition_size)
+    if plan is None:  # nobody but the local checker saw the trace
+        plan = Assignment(
+            segments=segments, auditors=(), by_segment={}, per_auditor_cap=1.0, replicas=0, seed=0
+        )
+    seen = exposure(hdag, plan, config.coalition_size)
     trace_sha = _trace_hash(hdag)
     if ledger is not None:
         record = {

@@ -87,12 +87,13 @@ def reserve_gpu_memory(device: str) -> float:
     CPU device, or done before).
 
     Decoding with a growing KV cache asks for slightly larger blocks at every
-    step; each one the allocator has not cached yet is a ``cudaMalloc``, slow on
-    some machines (on the project's virtualised H200, decoding steps took 67-164
-    ms for batches of sizes not seen before and 20-25 ms when the same shapes
-    ran again; new allocations are the likely cause). One large block, freed at
-    once, stays cached and is split for all later requests, as serving engines
-    reserve their memory up front.
+    step; each one the allocator has not cached yet is a ``cudaMalloc``. One large
+    block, freed at once, stays cached and is split for all later requests, as
+    serving engines reserve their memory up front. Measured on the project's
+    virtualised H200: decoding steps took 67-164 ms for batch shapes not seen
+    before and 20-25 ms when the same shapes ran again, but reserving 80 GiB did
+    not speed up the evaluation there (``docs/gpu-evaluation.md``), so new
+    allocations were not the cause of that slowness.
     """
     raw = os.environ.get("GOA_CUDA_RESERVE_GB", "").strip()
     if not raw or not device.startswith("cuda"):
