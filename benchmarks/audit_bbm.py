@@ -103,6 +103,9 @@ class Trace:
     index: int
     steps: tuple[str, ...]
     mistake_index: int | None
+    goal: str | None = field(default=None, compare=False, repr=False)
+    """The task's input (the question), when the data has one; the audits of this module do
+    not use it (the simulated auditors know the gold label), real evaluators do."""
 
     @property
     def key(self) -> str:
@@ -126,7 +129,15 @@ def load_traces(
         for index, row in enumerate(rows[:limit] if limit is not None else rows):
             steps = tuple(s if s.strip() else BLANK_STEP for s in row["steps"])
             mistake = row["mistake_index"]
-            traces.append(Trace(task, index, steps, None if mistake is None else int(mistake)))
+            traces.append(
+                Trace(
+                    task,
+                    index,
+                    steps,
+                    None if mistake is None else int(mistake),
+                    goal=row.get("input"),
+                )
+            )
     return traces
 
 
@@ -167,7 +178,8 @@ def step_index(segment_id: str) -> int:
     return int(match.group(1)) - 1
 
 
-def _flip(vote: Vote) -> Vote:
+def flip(vote: Vote) -> Vote:
+    """``valid`` <-> ``invalid``; ``abstain`` stays."""
     if vote is Vote.VALID:
         return Vote.INVALID
     if vote is Vote.INVALID:
@@ -181,7 +193,7 @@ def honest_vote(gold: Gold, index: int, accuracy: float, rng: random.Random) -> 
     truth = gold.truth(index)
     if truth is None:
         return Vote.ABSTAIN
-    return truth if rng.random() < accuracy else _flip(truth)
+    return truth if rng.random() < accuracy else flip(truth)
 
 
 def colluder_vote(gold: Gold, index: int) -> Vote:
@@ -229,7 +241,7 @@ class SimulatedAuditor:
             return colluder_vote(self.gold, index)
         rng = random.Random(f"{self.seed}|{self.gold.key}|{self._id}|{index}")
         honest = honest_vote(self.gold, index, self.accuracy, rng)
-        return _flip(honest) if self.role is Role.FLIPPER else honest
+        return flip(honest) if self.role is Role.FLIPPER else honest
 
     async def judge(self, segment: Segment) -> Verdict:
         vote = self.vote(step_index(segment.id))

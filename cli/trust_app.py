@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from cli.trust_audit_cmd import audit
+from cli.trust_hdag_cmd import hdag
 from cli.trust_ledger_cmd import ledger_app
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ def _root() -> None:
 
 
 app.command()(audit)
+app.command()(hdag)
 app.add_typer(ledger_app, name="ledger")
 
 

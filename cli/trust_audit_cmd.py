@@ -22,20 +22,33 @@ from cli.trust_ledger_cmd import open_ledger
 
 if TYPE_CHECKING:
     from trust.audit import AuditReport
+    from trust.trace_file import Trace
+
+TRACE_HELP = (
+    'The trace: a .json file (a list of steps, or {"steps": [...], "goal": ...}), '
+    "a .jsonl file (one trace per line, with --line), a text file, or - for stdin."
+)
+LINE_HELP = "The trace on this line of a .jsonl file."
+
+
+def load_trace(trace: str, line: int | None) -> Trace:
+    """The trace named on the command line: a file (see ``trust.trace_file``) or ``-`` for
+    stdin. A missing file exits with code 2 here; a malformed one raises TraceFileError (a
+    GoaError naming the file and line, which ``reports_errors`` turns into exit code 2)."""
+    from trust.trace_file import parse_trace, read_trace
+
+    if trace == "-":
+        return parse_trace(sys.stdin.read(), name="<stdin>")
+    path = Path(trace)
+    if not path.is_file():
+        raise fail(f"{path}: no such file")
+    return read_trace(path, line=line)
 
 
 @reports_errors
 def audit(
-    trace: Annotated[
-        str,
-        typer.Argument(
-            help='The trace: a .json file (a list of steps, or {"steps": [...], "goal": ...}), '
-            "a .jsonl file (one trace per line, with --line), a text file, or - for stdin."
-        ),
-    ],
-    line: Annotated[
-        int | None, typer.Option("--line", min=1, help="The trace on this line of a .jsonl file.")
-    ] = None,
+    trace: Annotated[str, typer.Argument(help=TRACE_HELP)],
+    line: Annotated[int | None, typer.Option("--line", min=1, help=LINE_HELP)] = None,
     pool: Annotated[
         str | None,
         typer.Option("--pool", help="Use every model of this pool as an LLM evaluator."),
@@ -65,6 +78,14 @@ def audit(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the assignment of steps to evaluators.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    tree: Annotated[
+        bool,
+        typer.Option(
+            "--tree",
+            help="Also print the H-DAG as a tree with each step's decision (on stderr with "
+            "--json).",
+        ),
+    ] = False,
 ) -> None:
     """Audit a chain of thought: arithmetic is checked, the other steps go to a committee of
     evaluators that commit and reveal stake-weighted votes; undecided steps escalate to
@@ -73,15 +94,8 @@ def audit(
     from trust.audit import AuditConfig, audit_trace
     from trust.auditors import ComputationalAuditor, FileQueueAuditor, HumanAuditor
     from trust.decompose import decompose
-    from trust.trace_file import parse_trace, read_trace
 
-    if trace == "-":
-        found = parse_trace(sys.stdin.read(), name="<stdin>")
-    else:
-        path = Path(trace)
-        if not path.is_file():
-            raise fail(f"{path}: no such file")
-        found = read_trace(path, line=line)
+    found = load_trace(trace, line)
     hdag = decompose(found.steps, goal=found.goal)
     evaluators = []
     if pool is not None:
@@ -110,6 +124,19 @@ def audit(
         print(json.dumps(report.to_dict(), indent=2))
     else:
         _print_report(report)
+    if tree:
+        _print_tree(report, stderr=as_json)
+
+
+def _print_tree(report: AuditReport, *, stderr: bool) -> None:
+    """The audited H-DAG with each step's decision, and the trace's verdict on the goal."""
+    from rich.console import Console
+
+    from trust.hdag_view import hdag_tree
+
+    verdicts = {step.step: step.decision.value for step in report.steps}
+    verdicts[report.hdag.goal.id] = report.verdict.value
+    Console(stderr=stderr).print(hdag_tree(report.hdag, verdicts))
 
 
 def _print_report(report: AuditReport) -> None:

@@ -329,6 +329,7 @@ def test_exported_model_loads_from_its_folder_and_answers(
     monkeypatch.setenv("GOA_TRANSFORMERS_DIR", str(tmp_path))
     backend = TransformersBackend("smollm2-135m", device="cpu", dtype="float32")
     loaded = backend.load()
+    assert isinstance(loaded, HFModel)
     assert loaded.has_chat_template
     request = ChatRequest.of("What is 2 + 3? Answer with the number only.", max_tokens=12)
     assert "5" in _run(backend, [request])[0].text

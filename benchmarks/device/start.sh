@@ -4,8 +4,9 @@
 # start the evaluation in the background (setsid: it outlives this call while the
 # machine stays warm).
 # Env: LIMIT (500), CONC (128 questions in flight per method), MAXB (256), BUDGET (s), METHODS,
-# RESERVE (GiB handed to PyTorch's allocator at the first load: 80),
-# THROUGHPUT (1: run benchmarks.transformers_throughput first).
+# RESERVE (GiB handed to PyTorch's allocator by each model's process at its first load: 0),
+# THROUGHPUT (1: run benchmarks.transformers_throughput first), DIAG (1: decoding-step
+# diagnostic of a random 1.5B-shaped model while the weights are exported).
 set -euo pipefail
 export PYTHONUNBUFFERED=1
 [ -d .dev/whl ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
@@ -19,18 +20,26 @@ tar -xzf .dev/small/exports.tgz -C /root/exports
 export PYTHONPATH=/tmp/site GOA_MODELS_DIR=/root/models GOA_DATA_DIR=/root/goa-data
 # Each model's weights dequantised in its own process (the tokenizer files came along).
 t0=$(date +%s)
+if [ "${DIAG:-1}" = 1 ]; then  # ms/step as the backend now decodes (cuDNN attention off)
+    (for b in 64 256; do PYTHONPATH="/tmp/site:$PWD" PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True python3 \
+        benchmarks/device/decode_diag.py /root/exports/qwen2.5-coder-1.5b --batch $b --tokens 32 \
+        --label "cudnn-off-b$b"; done > /root/run/diag.txt 2>&1) &
+fi
 for m in smollm2-135m gemma3-270m qwen2.5-coder-0.5b qwen2.5-coder-1.5b; do
+    [ -f "/root/exports/$m/model.safetensors" ] && continue  # exported by an earlier call
     python3 -c "from pathlib import Path; from goa.inference.hf_export import export_model; \
 export_model('$m', Path('/root/exports'), tokenizer=False)" > "/root/run/export-$m.txt" 2>&1 &
 done
 wait
 tail -qn 1 /root/run/export-*.txt
+grep -s '^{' /root/run/diag.txt || true
 echo "exported in $(( $(date +%s) - t0 )) s"
 (cd /root/exports && sha256sum -c "$OLDPWD/.dev/small/weights.sha256") || echo "WEIGHTS DIFFER from here"
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
 export GOA_TRANSFORMERS_DIR=/root/exports GOA_DATA_DIR=/root/goa-data \
     GOA_SHARED_DATA=/root/shared-data GOA_LOCAL_ENGINE=transformers GOA_MAX_BATCH="${MAXB:-256}" \
-    GOA_CUDA_RESERVE_GB="${RESERVE:-80}" TOKENIZERS_PARALLELISM=false
+    GOA_CUDA_RESERVE_GB="${RESERVE:-0}" TOKENIZERS_PARALLELISM=false \
+    PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 if [ "${THROUGHPUT:-1}" = 1 ]; then  # tokens/s by batch size first (about a minute)
     python3 -m benchmarks.transformers_throughput --batches 1,64,256 --max-tokens 128 2>&1 \
         | grep -v 'it/s' | tail -20
@@ -44,7 +53,7 @@ args=(--limit "${LIMIT:-500}" --concurrency "${CONC:-128}" --budget-s "${BUDGET:
 [ "$METHODS" != all ] && args+=(--methods "$METHODS")
 setsid nohup python3 -m benchmarks.eval_real_local "${args[@]}" \
     --log /root/run/eval-real-local.jsonl \
-    --command "GOA_LOCAL_ENGINE=transformers GOA_MAX_BATCH=${MAXB:-256} GOA_CUDA_RESERVE_GB=${RESERVE:-80} python -m benchmarks.eval_real_local ${args[*]}" \
+    --command "GOA_LOCAL_ENGINE=transformers GOA_MAX_BATCH=${MAXB:-256} PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True python -m benchmarks.eval_real_local ${args[*]}" \
     > /root/run/out.txt 2>&1 < /dev/null &
 echo $! > /root/run/pid
 echo started

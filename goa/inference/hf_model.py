@@ -44,7 +44,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from goa.errors import ModelRequestError
 from goa.inference.likelihood import TokenLogprob, shared_prefix
@@ -78,6 +78,21 @@ class Job:
             return ("score",)
         request = self.request
         return ("generate", request.temperature > 0, request.temperature, request.stop)
+
+
+class ServedModel(Protocol):
+    """What the backend needs of a loaded model: an :class:`HFModel` in this process,
+    or one in a child process (:class:`goa.inference.hf_process.ModelProcess`)."""
+
+    name: str
+    load_s: float
+
+    @property
+    def stats(self) -> BatchStats: ...
+
+    def submit(self, job: Job) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -144,6 +159,10 @@ class HFModel:
     def close(self) -> None:
         """Stop the worker once the requests already queued are answered."""
         self._jobs.put(None)
+
+    def join(self) -> None:
+        """Wait until the worker has stopped (after :meth:`close`)."""
+        self._worker.join()
 
     # --- the worker ------------------------------------------------------------------
 
@@ -428,4 +447,4 @@ def _batch_seed(requests: Sequence[ChatRequest]) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
 
 
-__all__ = ["DEFAULT_MAX_BATCH", "BatchStats", "Generated", "HFModel", "Job"]
+__all__ = ["DEFAULT_MAX_BATCH", "BatchStats", "Generated", "HFModel", "Job", "ServedModel"]

@@ -15,7 +15,18 @@ Each model is loaded once per process (one lock per model; the models themselves
 are built one at a time, since transformers changes process-wide state while it
 builds one) and served by an :class:`~goa.inference.hf_model.HFModel`,
 whose worker thread batches concurrent requests (see there for batching,
-prompt format, sampling, log-probabilities and out-of-memory handling).
+prompt format, sampling, log-probabilities and out-of-memory handling). On a GPU
+each model runs in a child process of its own
+(:class:`~goa.inference.hf_process.ModelProcess`), since models decoding from
+threads of one interpreter take turns on its lock; ``GOA_MODEL_PROCESSES=0`` or
+``1`` forces either way (:func:`use_processes`).
+
+On a GPU, PyTorch's cuDNN attention is switched off for the process: it builds an
+execution plan for every new sequence length, and decoding meets a new length at
+every step. Measured on the project's H200 (``docs/gpu-evaluation.md``), a first
+batch of 64 decoded at 115 ms per step with it (1.3 s of the 32 steps' time inside
+cuDNN attention) and 30 ms the second time, once the plans were cached.
+``GOA_CUDNN_ATTENTION=1`` keeps it.
 """
 
 from __future__ import annotations
@@ -34,7 +45,15 @@ from goa.errors import GoaError, ModelFileError, ModelRequestError
 from goa.inference import local_models
 from goa.inference.guard import check_model_request
 from goa.inference.hf_export import find_export
-from goa.inference.hf_model import DEFAULT_MAX_BATCH, BatchStats, Generated, HFModel, Job
+from goa.inference.hf_model import (
+    DEFAULT_MAX_BATCH,
+    BatchStats,
+    Generated,
+    HFModel,
+    Job,
+    ServedModel,
+)
+from goa.inference.hf_process import ModelProcess, ProcessSpec
 from goa.inference.likelihood import TokenLogprob
 from goa.inference.types import ChatRequest, Completion, Message
 
@@ -61,7 +80,7 @@ class ModelSource:
 
 
 _Key = tuple[str, str | None, str, str]
-_loaded: dict[_Key, HFModel] = {}
+_loaded: dict[_Key, ServedModel] = {}
 _key_locks: dict[_Key, threading.Lock] = {}
 _loading = threading.Lock()
 # transformers' from_pretrained sets torch's default dtype for the whole process while
@@ -113,6 +132,33 @@ def reserve_gpu_memory(device: str) -> float:
     return gib
 
 
+_SWITCH = {"1": True, "true": True, "yes": True, "on": True}
+_SWITCH.update({"0": False, "false": False, "no": False, "off": False})
+
+
+def _switch(variable: str, default: bool) -> bool:
+    raw = os.environ.get(variable, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in _SWITCH:
+        raise GoaError(f"{variable} must be 1 or 0, not {raw!r}")
+    return _SWITCH[raw]
+
+
+def use_processes(device: str) -> bool:
+    """Whether models on ``device`` run in child processes: ``GOA_MODEL_PROCESSES``
+    (1 or 0) when set, else on a GPU only (a CPU is busy enough with one model)."""
+    return _switch("GOA_MODEL_PROCESSES", device.startswith("cuda"))
+
+
+def configure_attention(device: str) -> None:
+    """Switch off cuDNN attention on a GPU unless ``GOA_CUDNN_ATTENTION=1`` (module docs)."""
+    if device.startswith("cuda") and not _switch("GOA_CUDNN_ATTENTION", False):
+        import torch
+
+        torch.backends.cuda.enable_cudnn_sdp(False)
+
+
 def load_model(
     source: ModelSource,
     *,
@@ -120,8 +166,11 @@ def load_model(
     device: str | None = None,
     dtype: str | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
-) -> HFModel:
-    """The process-wide instance for ``source`` on ``device``, loading it the first time."""
+    processes: bool | None = None,
+) -> ServedModel:
+    """The process-wide instance for ``source`` on ``device``, loading it the first time:
+    an :class:`HFModel` here, or a :class:`ModelProcess` when ``processes`` (default:
+    :func:`use_processes`)."""
     try:
         with _loading:  # transformers' lazy module is not safe to resolve from many threads
             import torch
@@ -139,8 +188,17 @@ def load_model(
         model = _loaded.get(key)
         if model is not None:
             return model
+        if use_processes(device) if processes is None else processes:
+            spec = ProcessSpec(
+                str(source.directory), source.gguf_file, name, device, dtype, max_batch
+            )
+            served: ServedModel = ModelProcess(spec)
+            with _loading:
+                _loaded[key] = served
+            return served
         start = time.perf_counter()
         options: dict[str, Any] = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+        configure_attention(device)
         try:
             with _building:
                 tokenizer = AutoTokenizer.from_pretrained(source.directory, **options)
@@ -163,7 +221,7 @@ def load_model(
         return model
 
 
-def loaded_models() -> list[HFModel]:
+def loaded_models() -> list[ServedModel]:
     """The models this process holds now."""
     with _loading:
         return list(_loaded.values())
@@ -184,7 +242,8 @@ class TransformersBackend:
     (its verified GGUF file, pulled on first use), or any name together with
     ``path`` (a Hugging Face model directory or a ``.gguf`` file), or a directory
     path itself. ``loaded`` serves an :class:`HFModel` built elsewhere (tests and
-    benchmarks build small random models). Local calls cost nothing:
+    benchmarks build small random models); ``processes`` runs the model in a child
+    process (default: :func:`use_processes`). Local calls cost nothing:
     ``cost_usd`` is ``0.0``; ``latency_s`` includes waiting for the batch.
     """
 
@@ -196,7 +255,8 @@ class TransformersBackend:
         device: str | None = None,
         dtype: str | None = None,
         max_batch: int = DEFAULT_MAX_BATCH,
-        loaded: HFModel | None = None,
+        loaded: ServedModel | None = None,
+        processes: bool | None = None,
     ) -> None:
         self._model = model
         self._loaded = loaded
@@ -212,6 +272,7 @@ class TransformersBackend:
         self._device = device
         self._dtype = dtype
         self._max_batch = max_batch
+        self._processes = processes
 
     @property
     def name(self) -> str:
@@ -221,7 +282,7 @@ class TransformersBackend:
     def model(self) -> str:
         return self._model
 
-    def load(self) -> HFModel:
+    def load(self) -> ServedModel:
         """Load the model now (it is otherwise loaded on the first request)."""
         if self._loaded is None:
             path = self._path or find_export(self._model) or local_models.ensure_model(self._model)
@@ -233,6 +294,7 @@ class TransformersBackend:
                 device=self._device,
                 dtype=self._dtype,
                 max_batch=self._max_batch,
+                processes=self._processes,
             )
         return self._loaded
 
@@ -275,7 +337,7 @@ def _noop(_: object) -> None:
     return None
 
 
-async def _submitted(loaded: HFModel, job: Job) -> object:
+async def _submitted(loaded: ServedModel, job: Job) -> object:
     """Queue ``job`` on the model's worker and wait for its answer."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[object] = loop.create_future()
@@ -303,10 +365,14 @@ __all__ = [
     "BatchStats",
     "Generated",
     "HFModel",
+    "ModelProcess",
     "ModelSource",
+    "ServedModel",
     "TransformersBackend",
+    "configure_attention",
     "default_device",
     "load_model",
     "loaded_models",
     "unload_models",
+    "use_processes",
 ]
