@@ -462,9 +462,11 @@ async def collect(
     concurrency: int = 256,
     budget_s: float | None = None,
     quiet: bool = False,
+    replay_only: bool = False,
 ) -> Collected:
     """Every evaluator's verdict on every step of every trace: from the store when it has
-    them, else asked now (and appended to the store as each (trace, model) pair finishes)."""
+    them, else asked now (and appended to the store as each (trace, model) pair finishes);
+    ``replay_only`` asks nothing (traces without every model's votes are left out)."""
     started = time.perf_counter()
     cached, skipped = store.load(settings)
     out = Collected(votes={p.trace.key: {} for p in prepared}, skipped_lines=skipped)
@@ -475,7 +477,7 @@ async def collect(
             if hit is not None and hit.sha == p.sha and len(hit.steps) == len(p.segments):
                 out.votes[p.trace.key][ev.model] = hit
                 out.reused_pairs += 1
-            else:
+            elif not replay_only:
                 todo.append((p, ev))
     progress = Progress(total=len(prepared) * len(evaluators), reused=out.reused_pairs, quiet=quiet)
     progress.tick(force=True)
@@ -1055,6 +1057,7 @@ def run(
     margin_bp: int = MARGIN_BP,
     seed: int = 0,
     quiet: bool = False,
+    replay_only: bool = False,
 ) -> Results:
     """Collect the votes (or reuse them), then replay and score every setting."""
     started = time.perf_counter()
@@ -1068,6 +1071,7 @@ def run(
             concurrency=concurrency,
             budget_s=budget_s,
             quiet=quiet,
+            replay_only=replay_only,
         )
     )
     engines = sorted({e.engine for e in evaluators})
@@ -1106,6 +1110,12 @@ def main(
     parser.add_argument("--budget-s", type=float, default=None, help="stop judging after")
     parser.add_argument("--votes", type=Path, default=None, help="JSONL of cached votes")
     parser.add_argument("--response-cache", action="store_true")
+    parser.add_argument(
+        "--replay-only",
+        action="store_true",
+        help="score the votes file only, asking no model (set GOA_LOCAL_ENGINE to the engine "
+        "that cast the votes)",
+    )
     parser.add_argument("--data", type=Path, default=None, help="BIG-Bench Mistake folder")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
@@ -1130,6 +1140,7 @@ def main(
         margin_bp=args.margin_bp,
         seed=args.seed,
         quiet=quiet,
+        replay_only=args.replay_only,
     )
     results.limit = limit
     paths = write_outputs(

@@ -283,6 +283,12 @@ def main() -> None:
     parser.add_argument(
         "--methods", default="", help="comma-separated labels to run (default: all)"
     )
+    parser.add_argument(
+        "--report",
+        default="",
+        help="comma-separated labels to report from the log (default: those run); a run that "
+        "continues some methods of an earlier log reports them with the others",
+    )
     parser.add_argument("--command", dest="command_text", default=None)
     args = parser.parse_args()
     args.command_text = args.command_text or "python -m benchmarks.eval_real_local " + " ".join(
@@ -290,12 +296,15 @@ def main() -> None:
     )
     pool_ids = [card.id for card in load_pool("local").cards]
     specs = method_specs(pool_ids, args.max_tokens)
-    if args.methods:
-        wanted = args.methods.split(",")
-        unknown = sorted(set(wanted) - {s.label for s in specs})
+    all_specs = specs
+    for option in ("methods", "report"):
+        chosen = getattr(args, option).split(",") if getattr(args, option) else []
+        unknown = sorted(set(chosen) - {s.label for s in all_specs})
         if unknown:
-            parser.error(f"unknown methods {unknown}; known: {[s.label for s in specs]}")
-        specs = [s for s in specs if s.label in wanted]
+            parser.error(f"unknown methods {unknown}; known: {[s.label for s in all_specs]}")
+    if args.methods:
+        specs = [s for s in specs if s.label in args.methods.split(",")]
+    reported = [s for s in all_specs if s.label in args.report.split(",")] if args.report else specs
     args.log.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if not args.summarize_only:
@@ -316,7 +325,7 @@ def main() -> None:
         ),
     }
     wanted = {s.id for s in load_dataset("mmlu", limit=args.limit, seed=args.seed)}
-    summary = summarize(args.log, specs, wanted)
+    summary = summarize(args.log, reported, wanted)
     write_outputs(summary, args, extra)
     print(json.dumps(summary["metrics"], indent=1))
 

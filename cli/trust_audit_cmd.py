@@ -3,8 +3,13 @@
 Only typer is imported at module level; the auditors (sympy, rich, the inference adapter)
 load inside the command, so that ``trust --help`` stays instant.
 
+The trace is decomposed by the rule-based decomposer (``trust.decompose``) unless
+``--decompose-with CARD`` names a model card: then that model gives the H-DAG's structure, as
+``trust hdag --llm CARD`` does (the same card lookup, and the same fallback to the rule-based
+H-DAG with a ``note:`` on stderr when the model gives no usable decomposition).
+
 Exit codes: 0 when the audit ran (whatever its verdict), 2 for anything to fix first (a
-malformed trace file, an unknown pool, a bad option), as one ``error: ...`` line.
+malformed trace file, an unknown pool or card, a bad option), as one ``error: ...`` line.
 """
 
 from __future__ import annotations
@@ -77,6 +82,15 @@ def audit(
         typer.Option("--ledger", metavar="PATH", help="The ledger file (default: the user's)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the assignment of steps to evaluators.")] = 0,
+    decompose_with: Annotated[
+        str | None,
+        typer.Option(
+            "--decompose-with",
+            metavar="CARD",
+            help="Decompose the trace with the model of this card, as trust hdag --llm does "
+            "(default: the rule-based decomposer).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
     tree: Annotated[
         bool,
@@ -93,10 +107,8 @@ def audit(
     figure and the ledger entries."""
     from trust.audit import AuditConfig, audit_trace
     from trust.auditors import ComputationalAuditor, FileQueueAuditor, HumanAuditor
-    from trust.decompose import decompose
 
     found = load_trace(trace, line)
-    hdag = decompose(found.steps, goal=found.goal)
     evaluators = []
     if pool is not None:
         from goa.pools import load_pool
@@ -109,6 +121,14 @@ def audit(
     if queue is not None:
         humans.append(FileQueueAuditor(queue))
     config = AuditConfig(replicas=replicas, cap=cap, coalition_size=coalition, seed=seed)
+    if decompose_with is None:
+        from trust.decompose import decompose
+
+        hdag = decompose(found.steps, goal=found.goal)
+    else:  # trust hdag's lookup and fallback note (imported here: it imports this module)
+        from cli.trust_hdag_cmd import llm_decompose_trace
+
+        hdag = llm_decompose_trace(found, decompose_with, max_retries=2, then="auditing")
     with open_ledger(ledger_path, create=True) as ledger:
         report = asyncio.run(
             audit_trace(

@@ -56,7 +56,7 @@ def hdag(
 
         graph = decompose(found.steps, goal=found.goal)
     else:
-        graph = _llm_decompose(found, llm, max_retries)
+        graph = llm_decompose_trace(found, llm, max_retries)
     if as_json:
         print(graph.model_dump_json(indent=2))
         return
@@ -67,7 +67,11 @@ def hdag(
     Console().print(hdag_tree(graph))
 
 
-def _llm_decompose(found: Trace, card_id: str, max_retries: int) -> HDAG:
+def llm_decompose_trace(
+    found: Trace, card_id: str, max_retries: int, *, then: str = "showing"
+) -> HDAG:
+    """The H-DAG of ``found`` by the model of card ``card_id``, falling back to the rules
+    with a note on stderr (``then``: what is done with the rule-based H-DAG instead)."""
     from goa.cards import get_card
     from trust.llm_decompose import LLMDecomposer
 
@@ -82,7 +86,7 @@ def _llm_decompose(found: Trace, card_id: str, max_retries: int) -> HDAG:
     graph = asyncio.run(run())
     if decomposer.fell_back:
         print(
-            f"note: {decomposer.problem}; showing the rule-based decomposition instead",
+            f"note: {decomposer.problem}; {then} the rule-based decomposition instead",
             file=sys.stderr,
         )
     return graph

@@ -59,7 +59,8 @@ def _load(snippet: str) -> Any:
         pass
     try:
         return ast.literal_eval(snippet)
-    except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+    # TypeError: a literal with an unhashable key, such as {[1, 2]: 3} (a model wrote one).
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
         raise ValueError(str(exc)) from None
 
 

@@ -6,10 +6,15 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
+
+from goa.testing import ScriptedBackend
 from trust.audit import AuditConfig, audit_trace
 from trust.auditors import ComputationalAuditor
 from trust.consensus import Decision
+from trust.decompose import decompose
 from trust.ledger import Ledger
+from trust.llm_decompose import LLMDecomposer
 from trust.segment import Segment
 from trust.verdict import Tier, Verdict, Vote
 
@@ -36,6 +41,25 @@ class FixedAuditor:
         if segment.id in self.against:
             return Verdict(vote=Vote.INVALID, confidence=0.9, reason=f"{self._id}: wrong")
         return Verdict(vote=Vote.VALID, confidence=0.9, reason=f"{self._id}: fine")
+
+
+class RefusingAuditor:
+    """An auditor that must never be asked: its tier is not reached."""
+
+    def __init__(self, auditor_id: str, tier: Tier = Tier.LLM) -> None:
+        self._id = auditor_id
+        self._tier = tier
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def tier(self) -> Tier:
+        return self._tier
+
+    async def judge(self, segment: Segment) -> Verdict:
+        raise AssertionError(f"{self._id} was asked about {segment.id}")
 
 
 def _bbm(shared_data: Path, index: int) -> dict[str, object]:
@@ -112,3 +136,75 @@ def test_cap_limits_what_each_evaluator_sees() -> None:
     assert report.verdict is Decision.VALID
     assert report.exposure.single <= 0.5
     assert max(len(e.seen) for e in evaluators) < len(steps)
+
+
+def test_tiers_that_escalation_does_not_reach_are_never_asked() -> None:
+    arithmetic = ["First, 3 + 4 = 7.", "Then 7 * 2 = 15."]  # the checker decides both
+    report = asyncio.run(
+        audit_trace(
+            arithmetic,
+            computational=ComputationalAuditor(),
+            evaluators=[RefusingAuditor("e0"), RefusingAuditor("e1")],
+            humans=[RefusingAuditor("reviewer", Tier.HUMAN)],
+        )
+    )
+    assert [(s.decision, s.tier) for s in report.steps] == [
+        (Decision.VALID, Tier.COMPUTATIONAL),
+        (Decision.INVALID, Tier.COMPUTATIONAL),
+    ]
+    evaluators = [FixedAuditor(f"e{i}", against=set()) for i in range(3)]
+    report = asyncio.run(
+        audit_trace(
+            ["We need the capital of France.", "The capital of France is Paris."],
+            computational=ComputationalAuditor(),
+            evaluators=evaluators,
+            humans=[RefusingAuditor("reviewer", Tier.HUMAN)],
+        )
+    )
+    assert [(s.decision, s.tier) for s in report.steps] == [(Decision.VALID, Tier.LLM)] * 2
+
+
+LLM_STEPS = ["We need (3 + 4) * 2.", "First, 3 + 4 = 7.", "Then 7 * 2 = 15."]
+LLM_REPLY = {
+    "goal": "ignored: the goal is given",
+    "strategies": [
+        {
+            "text": "Evaluate inside out.",
+            "tactics": [
+                {"text": "Restate the task", "steps": [1]},
+                {"text": "Brackets first", "steps": [2, 3]},
+            ],
+        }
+    ],
+    "steps": [
+        {"step": 1, "depends_on": [], "operations": []},
+        {"step": 2, "depends_on": [], "operations": ["3 + 4 = 7"]},
+        {"step": 3, "depends_on": [2], "operations": ["7 * 2 = 15"]},
+    ],
+}
+
+
+def test_a_decomposer_gives_the_hdag_that_is_audited() -> None:
+    backend = ScriptedBackend([json.dumps(LLM_REPLY)])
+    report = asyncio.run(
+        audit_trace(
+            LLM_STEPS,
+            goal="What is (3 + 4) * 2?",
+            decomposer=LLMDecomposer(backend),
+            computational=ComputationalAuditor(),
+        )
+    )
+    assert len(backend.requests) == 1
+    assert report.hdag.goal.text == "What is (3 + 4) * 2?"
+    assert report.hdag.node("tactic2").text == "Brackets first"
+    assert report.first_faulty_step == "step3"
+    # the same audit over the same H-DAG given ready-made
+    again = asyncio.run(audit_trace(report.hdag, computational=ComputationalAuditor()))
+    assert again.to_dict() == report.to_dict()
+
+
+def test_without_a_decomposer_the_rules_decompose_with_the_goal() -> None:
+    report = asyncio.run(audit_trace(LLM_STEPS, goal="What is (3 + 4) * 2?"))
+    assert report.hdag == decompose(LLM_STEPS, goal="What is (3 + 4) * 2?")
+    with pytest.raises(ValueError, match="audited as given"):
+        asyncio.run(audit_trace(report.hdag, decomposer=LLMDecomposer(ScriptedBackend([]))))

@@ -225,6 +225,9 @@ def test_llm_abstains_when_the_model_fails() -> None:
         ('{"vote": "valid", "confidence": -0.1}', "between 0 and 1"),
         ('{"vote": "valid", "confidence": 1, "reason": 3}', "reason"),
         ("[1, 2]", "no JSON object"),
+        # A Python-like literal with a list as a key (Qwen2.5-Coder-0.5B wrote one on the GPU
+        # run): a problem to send back, not a TypeError that loses the verdict.
+        ("{[1, 2]: 'valid'}", "no JSON object"),
     ],
 )
 def test_parse_verdict_problems(text: str, problem: str) -> None:

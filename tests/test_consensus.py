@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from trust.consensus import (
     BP,
     Ballot,
+    BallotSource,
     Clock,
     CommitRevealRound,
     ConsensusEngine,
@@ -466,6 +468,128 @@ def test_repeated_ballot_in_audit_is_a_double_commit(engine: ConsensusEngine) ->
     assert outcome.decision is Decision.VALID  # a1..a3 still decide
     assert "a0" not in outcome.rewards
     assert outcome.slashes["a0"] == _penalty()
+
+
+# -------------------------------------------------------------------- asynchronous escalation
+
+
+def _source(ballots: Sequence[Ballot], asked: list[str], tier: str) -> BallotSource:
+    async def source() -> Sequence[Ballot]:
+        asked.append(tier)
+        return ballots
+
+    return source
+
+
+async def _never() -> Sequence[Ballot]:
+    raise AssertionError("a tier that escalation does not reach must not be asked")
+
+
+def test_async_audit_asks_no_committee_when_the_computational_verdict_decides(
+    engine: ConsensusEngine, book: StakeBook
+) -> None:
+    before = book.free("req")
+    outcome = asyncio.run(
+        engine.audit_async(
+            "seg",
+            requester="req",
+            computational=Verdict(vote=Vote.INVALID, confidence=1.0, reason="2+2 != 5"),
+            llm_round=_never,
+            human_round=_never,
+        )
+    )
+    assert (outcome.decision, outcome.path) == (Decision.INVALID, (Tier.COMPUTATIONAL,))
+    assert outcome.fee == 0
+    assert book.free("req") == before
+
+
+def test_async_audit_asks_the_humans_only_when_the_llm_round_is_undecided(
+    engine: ConsensusEngine,
+) -> None:
+    asked: list[str] = []
+    decided = asyncio.run(
+        engine.audit_async(
+            "seg",
+            requester="req",
+            computational=Verdict.abstain("no arithmetic"),
+            llm_round=_source(_ballots([Vote.VALID] * 4), asked, "llm"),
+            human_round=_never,
+        )
+    )
+    assert (decided.decision, decided.path) == (Decision.VALID, (Tier.LLM,))
+    assert asked == ["llm"]
+    split = _ballots([Vote.VALID] * 2 + [Vote.INVALID] * 2)  # 0% margin
+    escalated = asyncio.run(
+        engine.audit_async(
+            "seg",
+            requester="req",
+            llm_round=_source(split, asked, "llm"),
+            human_round=_source(_ballots([Vote.INVALID] * 3, 200, first=4), asked, "human"),
+        )
+    )
+    assert (escalated.decision, escalated.path) == (Decision.INVALID, (Tier.LLM, Tier.HUMAN))
+    assert asked == ["llm", "llm", "human"]
+
+
+def test_async_audit_without_a_human_tier_ends_with_the_llm_round(
+    engine: ConsensusEngine, book: StakeBook
+) -> None:
+    split = _ballots([Vote.VALID] * 2 + [Vote.INVALID] * 2)
+    outcome = asyncio.run(
+        engine.audit_async("seg", requester="req", llm_round=_source(split, [], "llm"))
+    )
+    assert (outcome.decision, outcome.path) == (Decision.UNDECIDED, (Tier.LLM,))
+    assert outcome.refund == 1_000
+    assert book.free("req") == FUND
+    assert all(book.locked(a) == 0 for a in AUDITORS)
+    book.check()
+
+
+@pytest.mark.parametrize(
+    ("computational", "llm", "human"),
+    [
+        (Vote.VALID, [Vote.INVALID] * 4, [Vote.INVALID] * 2),
+        (Vote.ABSTAIN, [Vote.VALID] * 4 + [Vote.INVALID], [Vote.INVALID] * 2),
+        (None, [Vote.VALID] * 2 + [Vote.INVALID] * 2, [Vote.INVALID] * 3),
+        (None, [Vote.VALID, Vote.INVALID], [Vote.VALID, Vote.INVALID]),
+    ],
+    ids=["computational", "llm", "human", "undecided"],
+)
+def test_async_audit_records_exactly_what_the_synchronous_audit_records(
+    tmp_path: Path, computational: Vote | None, llm: list[Vote], human: list[Vote]
+) -> None:
+    verdict = None if computational is None else Verdict(vote=computational, confidence=1.0)
+    llm_ballots = _ballots(llm)
+    human_ballots = _ballots(human, 200, first=len(llm))
+    runs = []
+    for name in ("sync", "async"):
+        with Ledger(tmp_path / f"{name}.sqlite") as ledger:
+            book = StakeBook(ledger)
+            for account in ("req", *AUDITORS):
+                book.open(account, FUND)
+            engine = ConsensusEngine(book, PARAMS, ledger=ledger, clock=Clock(3))
+            if name == "sync":
+                outcome = engine.audit(
+                    "seg",
+                    requester="req",
+                    computational=verdict,
+                    llm=llm_ballots,
+                    human=human_ballots,
+                )
+            else:
+                outcome = asyncio.run(
+                    engine.audit_async(
+                        "seg",
+                        requester="req",
+                        computational=verdict,
+                        llm_round=_source(llm_ballots, [], "llm"),
+                        human_round=_source(human_ballots, [], "human"),
+                    )
+                )
+            records = [entry.record for entry in ledger.entries()]
+            balances = {a: (book.free(a), book.locked(a)) for a in book.accounts()}
+            runs.append((outcome, records, balances, engine.clock.now))
+    assert runs[0] == runs[1]
 
 
 # -------------------------------------------------------------------- ledger

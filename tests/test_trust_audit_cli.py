@@ -9,6 +9,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from cli.trust_app import app
+from goa.inference.backend import Backend
+from goa.testing import ScriptedBackend
 from trust.ledger import Ledger
 from trust.trace_file import TraceFileError, parse_trace
 
@@ -97,3 +99,70 @@ def test_goal_is_read_from_the_question_fields() -> None:
     assert trace.steps == ("2 + 2 = 4",)
     with pytest.raises(TraceFileError, match="only be chosen"):
         parse_trace("text", name="t", kind=".txt", line=2)
+
+
+# --- --decompose-with CARD ------------------------------------------------------------------
+
+LLM_TRACE = {"goal": "What is (3 + 4) * 2?", "steps": ["First, 3 + 4 = 7.", "Then 7 * 2 = 15."]}
+LLM_REPLY = {
+    "goal": "ignored: the file names the goal",
+    "strategies": [{"text": "plan", "tactics": [{"text": "bracket first", "steps": [1, 2]}]}],
+    "steps": [
+        {"step": 1, "depends_on": [], "operations": ["3 + 4 = 7"]},
+        {"step": 2, "depends_on": [1], "operations": ["7 * 2 = 15"]},
+    ],
+}
+
+
+def _scripted_card(monkeypatch: pytest.MonkeyPatch, backend: ScriptedBackend) -> None:
+    import trust.llm_decompose
+
+    def fake(card: object, *, cache: bool = False) -> Backend:
+        return backend
+
+    monkeypatch.setattr(trust.llm_decompose, "backend_for_card", fake)
+
+
+@pytest.fixture
+def llm_trace(tmp_path: Path) -> Path:
+    path = tmp_path / "trace.json"
+    path.write_text(json.dumps(LLM_TRACE), encoding="utf-8")
+    return path
+
+
+def test_decompose_with_a_card_audits_the_models_hdag(
+    llm_trace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = ScriptedBackend([json.dumps(LLM_REPLY)])
+    _scripted_card(monkeypatch, backend)
+    args = ("--decompose-with", "gpt-4o-mini", "--json", "--tree")
+    result = _audit(llm_trace, "--ledger", tmp_path / "l.sqlite", *args)
+    assert result.exit_code == 0, result.output
+    assert len(backend.requests) == 1
+    report = json.loads(result.stdout)
+    assert report["first_faulty_step"] == "step2"
+    assert "bracket first" in result.stderr  # the model's tactic, in the audited tree
+    assert "note:" not in result.stderr
+
+
+def test_decompose_with_falls_back_to_the_rules_with_a_note(
+    llm_trace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = ScriptedBackend(["no json"] * 3)
+    _scripted_card(monkeypatch, backend)
+    result = _audit(llm_trace, "--ledger", tmp_path / "l.sqlite", "--decompose-with", "gpt-4o-mini")
+    assert result.exit_code == 0, result.output
+    assert len(backend.requests) == 3  # asked, then retried twice
+    assert "note: no usable decomposition" in result.stderr
+    assert "first faulty step: step2" in result.stdout
+
+
+def test_decompose_with_an_unknown_card_exits_2_before_the_ledger(
+    llm_trace: Path, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "l.sqlite"
+    result = _audit(llm_trace, "--ledger", ledger, "--decompose-with", "no-such-card")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: unknown model card 'no-such-card'")
+    assert "Traceback" not in result.output
+    assert not ledger.exists()

@@ -2,7 +2,9 @@
 
 :func:`audit_trace` takes a trace (free text, a list of steps, or an H-DAG) and:
 
-1. decomposes it into an H-DAG (:func:`trust.decompose.decompose`) unless one is given;
+1. decomposes it into an H-DAG unless one is given: with the rule-based
+   :func:`trust.decompose.decompose` by default, or with any :class:`Decomposer` (such as
+   :class:`trust.llm_decompose.LLMDecomposer`, whose model gives the structure);
 2. cuts one segment per *step* (the step, its operations, its direct premises and the goal:
    :func:`trust.segment.segment`) and gives each to ``replicas`` LLM evaluators so that no
    evaluator sees more than ``cap`` of the trace (:func:`trust.segment.assign`);
@@ -10,7 +12,8 @@
    not ``abstain`` (arithmetic is checked, not voted on); otherwise the assigned evaluators
    judge it, their verdicts go through a commit-reveal round weighted by stake, and a round
    that misses quorum or margin escalates to the human auditors
-   (:class:`trust.consensus.ConsensusEngine`: commit, reveal, tally, settlement);
+   (:meth:`trust.consensus.ConsensusEngine.audit_async`: commit, reveal, tally, escalation,
+   settlement; evaluators and humans are asked only when the escalation reaches their tier);
 4. reports the verdict for the trace (``invalid`` when a step is invalid, ``valid`` when every
    step is valid, else ``undecided``), the first faulty step, the decision for every step,
    the exposure figure (:func:`trust.segment.exposure`: what the evaluators saw; the
@@ -30,7 +33,7 @@ import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from trust.auditors import Auditor
 from trust.consensus import (
@@ -51,9 +54,25 @@ from trust.verdict import Tier, Verdict, Vote
 if TYPE_CHECKING:
     from goa.pools import Pool
 
-__all__ = ["AuditConfig", "AuditReport", "StepVerdict", "audit_answer", "audit_trace"]
+__all__ = [
+    "AuditConfig",
+    "AuditReport",
+    "Decomposer",
+    "StepVerdict",
+    "audit_answer",
+    "audit_trace",
+]
 
 REQUESTER = "requester"
+
+
+class Decomposer(Protocol):
+    """What turns a trace into an H-DAG for :func:`audit_trace`
+    (:class:`trust.llm_decompose.LLMDecomposer` is one)."""
+
+    async def decompose(self, trace: str | Sequence[str], *, goal: str | None = None) -> HDAG:
+        """The H-DAG of ``trace``; ``goal`` is the question when known."""
+        ...
 
 
 def _default_params() -> ConsensusParams:
@@ -177,12 +196,25 @@ async def audit_trace(
     config: AuditConfig | None = None,
     book: StakeBook | None = None,
     ledger: Ledger | None = None,
+    goal: str | None = None,
+    decomposer: Decomposer | None = None,
 ) -> AuditReport:
     """Audit ``trace`` (see the module docstring). A step no auditor can judge (the
     computational auditor abstains and there are no evaluators or humans) is
-    ``undecided``."""
+    ``undecided``.
+
+    An H-DAG is audited as given. Text or a list of steps is decomposed first, with
+    ``goal`` as its question: by ``decomposer`` when given, else by the rule-based
+    :func:`trust.decompose.decompose`."""
     config = config or AuditConfig()
-    hdag = trace if isinstance(trace, HDAG) else decompose(trace)
+    if isinstance(trace, HDAG):
+        if goal is not None or decomposer is not None:
+            raise ValueError("an H-DAG is audited as given: no goal or decomposer applies")
+        hdag = trace
+    elif decomposer is not None:
+        hdag = await decomposer.decompose(trace, goal=goal)
+    else:
+        hdag = decompose(trace, goal=goal)
     start = ledger.size if ledger is not None else 0
     book = book or StakeBook(ledger)
     engine = ConsensusEngine(book, config.params, ledger=ledger)
@@ -262,27 +294,34 @@ async def _audit_step(
     config: AuditConfig,
 ) -> tuple[Outcome | None, str, dict[str, Verdict]]:
     """The outcome of one step (None: nobody could judge it), the reason reported for it
-    and the verdicts cast."""
-    if computational is not None:
-        checked = await computational.judge(seg)
-        if checked.vote is not Vote.ABSTAIN:
-            outcome = engine.audit(seg.id, requester=REQUESTER, computational=checked)
-            return outcome, checked.reason, {computational.id: checked}
+    and the verdicts cast. The engine runs the escalation and asks the evaluators, then the
+    humans, only when it reaches their tier."""
+    checked = await computational.judge(seg) if computational is not None else None
+    decisive = checked is not None and checked.vote is not Vote.ABSTAIN
     assigned = [evaluators[a] for a in plan.auditors_of(seg.id)] if plan else []
-    if not assigned and not humans:
+    if not decisive and not assigned and not humans:
         return None, "no auditor could judge it (no arithmetic to check, no evaluators)", {}
-    audit_id = engine.new_audit_id(seg.id)
-    fee = engine.book.pay_in(REQUESTER, engine.params.fee, audit_id)
-    verdicts = await _judge_all(assigned, seg)
-    rounds = [
-        engine.run_round(seg.id, Tier.LLM, _ballots(verdicts, config.stake), audit_id=audit_id)
-    ]
-    if rounds[0].decision is Decision.UNDECIDED and humans:
-        human_votes = await _judge_all(humans, seg)
-        verdicts.update(human_votes)
-        human_ballots = _ballots(human_votes, max(config.stake, config.params.human.min_stake))
-        rounds.append(engine.run_round(seg.id, Tier.HUMAN, human_ballots, audit_id=audit_id))
-    outcome = engine.settle(audit_id, seg.id, REQUESTER, rounds, fee_change=fee)
+    verdicts: dict[str, Verdict] = {}
+
+    async def llm_round() -> list[Ballot]:
+        votes = await _judge_all(assigned, seg)
+        verdicts.update(votes)
+        return _ballots(votes, config.stake)
+
+    async def human_round() -> list[Ballot]:
+        votes = await _judge_all(humans, seg)
+        verdicts.update(votes)
+        return _ballots(votes, max(config.stake, config.params.human.min_stake))
+
+    outcome = await engine.audit_async(
+        seg.id,
+        requester=REQUESTER,
+        computational=checked,
+        llm_round=llm_round,
+        human_round=human_round if humans else None,
+    )
+    if checked is not None and computational is not None and outcome.tier is Tier.COMPUTATIONAL:
+        return outcome, checked.reason, {computational.id: checked}
     return outcome, _majority_reason(verdicts, outcome.decision), verdicts
 
 

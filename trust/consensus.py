@@ -52,13 +52,20 @@ Only accepted reveals count.  ``valid`` and ``invalid`` votes weigh their locked
 the tier's quorum (``quorum_stake`` units and ``quorum_auditors`` auditors) and the winning
 side leads by the margin: ``(W - L) * 10_000 >= margin_bp * (W + L)`` with ``W > L``.
 
-Escalation (:meth:`ConsensusEngine.audit`)
-------------------------------------------
+Escalation (:meth:`ConsensusEngine.audit`, :meth:`ConsensusEngine.audit_async`)
+--------------------------------------------------------------------------------
 1. A computational verdict that is not ``abstain`` decides on its own: no vote, no fee, no stake.
 2. Otherwise the requester pays ``fee`` into the piece's escrow pool and the LLM committee
    votes.  If it decides, that is the decision.
 3. If it does not (quorum or margin missed), the human committee votes; its decision is final,
    and if it does not decide either the piece is ``undecided``.
+
+The sequence is written once (``ConsensusEngine._escalate``, a generator that asks for a
+tier's ballots only when escalation reaches it) and driven two ways:
+:meth:`~ConsensusEngine.audit` takes ballots already cast (the human ones may be a callable),
+and :meth:`~ConsensusEngine.audit_async` awaits one callable per tier, so that auditors who
+judge asynchronously (models, people) are asked only when their tier is reached.  With
+``audit_async(human_round=None)`` there is no human tier: an undecided LLM round is final.
 
 Settlement
 ----------
@@ -78,10 +85,10 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from goa.errors import GoaError
 from trust.ledger import Ledger
@@ -92,6 +99,7 @@ __all__ = [
     "BP",
     "SALT_BYTES",
     "Ballot",
+    "BallotSource",
     "Clock",
     "CommitRevealRound",
     "ConsensusEngine",
@@ -643,6 +651,11 @@ def _tally(votes: dict[str, Vote], stakes: dict[str, int]) -> Tally:
 
 # ---------------------------------------------------------------------- the engine
 
+BallotSource: TypeAlias = Callable[[], Awaitable[Sequence[Ballot]]]
+"""What :meth:`ConsensusEngine.audit_async` awaits for one tier's ballots."""
+
+_Escalation: TypeAlias = Generator[Tier, Sequence[Ballot] | None, Outcome]
+
 
 class ConsensusEngine:
     """Runs audits of pieces over one :class:`StakeBook`, one :class:`Clock` and an optional
@@ -716,45 +729,95 @@ class ConsensusEngine:
 
         ``requester`` pays the fee when the piece goes to a stake vote.
         """
+        steps = self._escalate(segment_id, requester, computational)
+        answer: Sequence[Ballot] | None = None
+        while True:
+            try:
+                tier = steps.send(answer)
+            except StopIteration as done:
+                outcome: Outcome = done.value
+                return outcome
+            answer = llm if tier is Tier.LLM else (human() if callable(human) else human)
+
+    async def audit_async(
+        self,
+        segment_id: str,
+        *,
+        requester: str,
+        computational: Verdict | None = None,
+        llm_round: BallotSource,
+        human_round: BallotSource | None = None,
+    ) -> Outcome:
+        """:meth:`audit` for auditors that judge asynchronously: ``llm_round`` is awaited for
+        the LLM committee's ballots only when the computational verdict does not decide, and
+        ``human_round`` for the human committee's only when the LLM round does not decide.
+        With ``human_round=None`` there is no human tier (an undecided LLM round is final).
+        Same decisions, stake changes and ledger records as :meth:`audit` given the same
+        ballots."""
+        steps = self._escalate(segment_id, requester, computational)
+        answer: Sequence[Ballot] | None = None
+        while True:
+            try:
+                tier = steps.send(answer)
+            except StopIteration as done:
+                outcome: Outcome = done.value
+                return outcome
+            if tier is Tier.LLM:
+                answer = await llm_round()
+            else:
+                answer = None if human_round is None else await human_round()
+
+    def _escalate(
+        self, segment_id: str, requester: str, computational: Verdict | None
+    ) -> _Escalation:
+        """The escalation sequence (see the module docstring), written once for :meth:`audit`
+        and :meth:`audit_async`: it yields the tier whose ballots it needs next and is sent
+        them back (``None`` for the human tier: there is none), and returns the outcome."""
         audit_id = self.new_audit_id(segment_id)
         if computational is not None and computational.vote is not Vote.ABSTAIN:
-            decision = Decision(computational.vote.value)
-            entries: list[int] = []
-            if self.ledger is not None:
-                entries.append(
-                    self.ledger.append(
-                        {
-                            "kind": "verdict",
-                            "audit": audit_id,
-                            "segment": segment_id,
-                            "decision": decision.value,
-                            "tier": Tier.COMPUTATIONAL.value,
-                            "path": [Tier.COMPUTATIONAL.value],
-                            "reason": computational.reason,
-                            "tick": self.clock.now,
-                        }
-                    ).index
-                )
-            return Outcome(
-                audit_id=audit_id,
-                segment_id=segment_id,
-                decision=decision,
-                tier=Tier.COMPUTATIONAL,
-                path=(Tier.COMPUTATIONAL,),
-                rounds=(),
-                fee=0,
-                rewards={},
-                slashes={},
-                refund=0,
-                dust=0,
-                entries=tuple(entries),
-            )
+            return self._computational(audit_id, segment_id, computational)
         fee_change = self.book.pay_in(requester, self.params.fee, audit_id)
-        rounds = [self.run_round(segment_id, Tier.LLM, llm, audit_id=audit_id)]
+        llm = yield Tier.LLM
+        rounds = [self.run_round(segment_id, Tier.LLM, llm or (), audit_id=audit_id)]
         if rounds[0].decision is Decision.UNDECIDED:
-            ballots = human() if callable(human) else human
-            rounds.append(self.run_round(segment_id, Tier.HUMAN, ballots, audit_id=audit_id))
+            human = yield Tier.HUMAN
+            if human is not None:
+                rounds.append(self.run_round(segment_id, Tier.HUMAN, human, audit_id=audit_id))
         return self.settle(audit_id, segment_id, requester, rounds, fee_change=fee_change)
+
+    def _computational(self, audit_id: str, segment_id: str, verdict: Verdict) -> Outcome:
+        """The outcome of a piece the computational verdict decides: no vote, fee or stake."""
+        decision = Decision(verdict.vote.value)
+        entries: list[int] = []
+        if self.ledger is not None:
+            entries.append(
+                self.ledger.append(
+                    {
+                        "kind": "verdict",
+                        "audit": audit_id,
+                        "segment": segment_id,
+                        "decision": decision.value,
+                        "tier": Tier.COMPUTATIONAL.value,
+                        "path": [Tier.COMPUTATIONAL.value],
+                        "reason": verdict.reason,
+                        "tick": self.clock.now,
+                    }
+                ).index
+            )
+        return Outcome(
+            audit_id=audit_id,
+            segment_id=segment_id,
+            decision=decision,
+            tier=Tier.COMPUTATIONAL,
+            path=(Tier.COMPUTATIONAL,),
+            rounds=(),
+            fee=0,
+            rewards={},
+            slashes={},
+            refund=0,
+            dust=0,
+            entries=tuple(entries),
+        )
 
     def settle(
         self,

@@ -1,10 +1,14 @@
 #!/bin/bash
-# On the GPU machine: follow the background evaluation for up to $1 seconds, then
-# copy what it has (the log always; the results once it has finished) to $OUT.
+# On the GPU machine: follow the background evaluation (and the BIG-Bench Mistake run, when
+# start.sh started one) for up to $1 seconds, then copy what they have to $OUT: the logs
+# always, the results of whichever has finished.
 pid=$(cat /root/run/pid); t0=$(date +%s)
-while kill -0 "$pid" 2>/dev/null && [ $(( $(date +%s) - t0 )) -lt "${1:-540}" ]; do
+bbm=$(cat /root/run/bbm.pid 2>/dev/null || echo 0)
+running() { kill -0 "$pid" 2>/dev/null || { [ "$bbm" != 0 ] && kill -0 "$bbm" 2>/dev/null; }; }
+while running && [ $(( $(date +%s) - t0 )) -lt "${1:-540}" ]; do
     sleep 20
     echo "--- $(( $(date +%s) - t0 ))s: $(grep -av 'it/s' /root/run/out.txt | tail -1)"
+    [ "$bbm" != 0 ] && echo "    bbm: $(tail -n 1 /root/run/bbm.txt 2>/dev/null | cut -c1-160)"
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 done
 gzip -c /root/run/eval-real-local.jsonl > "$OUT/eval-real-local.jsonl.gz" 2>/dev/null
@@ -13,4 +17,9 @@ if ! kill -0 "$pid" 2>/dev/null; then
     cp benchmarks/results/eval-real-local.json benchmarks/results/eval-real-local.md \
         benchmarks/results/eval-real-local-samples.csv "$OUT/" 2>/dev/null
     echo FINISHED
+fi
+if [ "$bbm" != 0 ]; then
+    gzip -c /root/run/audit-bbm-llm.votes.jsonl > "$OUT/audit-bbm-llm.votes.jsonl.gz" 2>/dev/null
+    grep -av 'it/s' /root/run/bbm.txt | tail -c 8000 > "$OUT/bbm.txt"
+    kill -0 "$bbm" 2>/dev/null || { cp /root/run/bbm-llm/audit-bbm-llm.json "$OUT/" 2>/dev/null; echo BBM FINISHED; }
 fi

@@ -6,7 +6,10 @@
 # Env: LIMIT (500), CONC (128 questions in flight per method), MAXB (256), BUDGET (s), METHODS,
 # RESERVE (GiB handed to PyTorch's allocator by each model's process at its first load: 0),
 # THROUGHPUT (1: run benchmarks.transformers_throughput first), DIAG (1: decoding-step
-# diagnostic of a random 1.5B-shaped model while the weights are exported).
+# diagnostic of a random 1.5B-shaped model while the weights are exported), RESUME (a gzipped
+# per-sample log of an earlier run, in the working tree, to continue from), BBM (1: also start
+# benchmarks.audit_bbm_llm, continuing from the gzipped votes file BBM_VOTES, for BBM_BUDGET s),
+# REPORT (methods to report from the log, when METHODS continues only some).
 set -euo pipefail
 export PYTHONUNBUFFERED=1
 [ -d .dev/whl ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
@@ -51,6 +54,19 @@ singles=single-smollm2-135m,single-gemma3-270m,single-qwen2.5-coder-0.5b,single-
 METHODS="${METHODS:-$singles,goa,goa-majority-exit,moa,self-moa,vote}"
 args=(--limit "${LIMIT:-500}" --concurrency "${CONC:-128}" --budget-s "${BUDGET:-900}")
 [ "$METHODS" != all ] && args+=(--methods "$METHODS")
+[ -n "${REPORT:-}" ] && args+=(--report "$REPORT")  # e.g. every method, when continuing a few
+if [ -n "${RESUME:-}" ] && [ ! -s /root/run/eval-real-local.jsonl ]; then
+    gunzip -c "$RESUME" > /root/run/eval-real-local.jsonl
+    echo "resuming from $RESUME: $(wc -l < /root/run/eval-real-local.jsonl) samples"
+fi
+if [ "${BBM:-0}" = 1 ]; then  # BIG-Bench Mistake with the real models as evaluators (issue 6)
+    [ -n "${BBM_VOTES:-}" ] && [ ! -s /root/run/audit-bbm-llm.votes.jsonl ] \
+        && gunzip -c "$BBM_VOTES" > /root/run/audit-bbm-llm.votes.jsonl
+    setsid nohup python3 -m benchmarks.audit_bbm_llm --limit 40 --concurrency 1024 \
+        --budget-s "${BBM_BUDGET:-400}" --votes /root/run/audit-bbm-llm.votes.jsonl \
+        --out /root/run/bbm-llm > /root/run/bbm.txt 2>&1 < /dev/null &
+    echo $! > /root/run/bbm.pid
+fi
 setsid nohup python3 -m benchmarks.eval_real_local "${args[@]}" \
     --log /root/run/eval-real-local.jsonl \
     --command "GOA_LOCAL_ENGINE=transformers GOA_MAX_BATCH=${MAXB:-256} PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True python -m benchmarks.eval_real_local ${args[*]}" \

@@ -1,0 +1,285 @@
+"""DAAN on Who&When: failure-attribution baselines on the 126 algorithm-generated cases.
+
+Each case (``../shared/data/trust/who-and-when/algorithm-generated/*.json``, read by
+:func:`trust.log_readers.read_who_and_when_dir`; ``--data`` for another folder) is a failed
+multi-agent interaction labelled with the responsible agent and the decisive step. Every method
+of :data:`METHODS` (``--methods`` keeps some) attributes every case in two settings: with the
+ground-truth answer shown to the judge (the headline) and without it (``_no_gt``).
+
+Judges
+------
+``--judge simulated`` (the default)
+    :class:`trust.simulated_judge.SimulatedJudgeBackend`, which knows the labels and errs by
+    a documented noise model (``DEFAULT_NOISE`` with the ground truth, ``DEFAULT_NOISE_NO_GT``
+    without). **Every figure is then simulated** (``"simulated": true`` in the result file)
+    and says nothing about a real model; it checks the harness and the methods' mechanics.
+``--judge local:<card id>``
+    A real model, through ``goa.inference.factory.backend_for_card(goa.cards.get_card(id))``.
+
+Metrics, per method ``M`` (suffix ``_no_gt`` for the setting without the ground truth):
+``agent_acc_M`` (the agent named is the labelled one), ``step_acc_M`` (the step is the
+labelled one exactly), ``step_acc_pm1_M`` and ``step_acc_pm5_M`` (within 1 and 5 steps),
+``tokens_M`` (mean prompt + completion tokens per case), ``calls_M`` (mean judge requests per
+case) and ``fallback_M`` (share of cases where the method fell back on a default). Accuracies
+are fractions of the cases. ``random`` uses no judge: its tokens are 0.
+
+Published GPT-4o figures on this subset (agent / step accuracy in %, with ground truth), for
+comparison with a real judge: random 29.1/19.1, all-at-once 54.3/12.5, step-by-step 35.2/25.5,
+binary search 44.1/24.0.
+
+Usage::
+
+    .venv/bin/python -m benchmarks.daan_whowhen --out /tmp/daan
+    .venv/bin/python -m benchmarks.daan_whowhen --judge local:qwen2.5-1.5b --limit 10 --out /tmp/d
+
+writes ``daan-whowhen.json`` (project format) and ``daan-whowhen.cases.jsonl`` (one line per
+case, method and setting) into ``--out`` (default ``benchmarks/results``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.results_file import RESULTS_DIR, write_result
+from goa.eval.datasets import shared_data_dir
+from goa.inference.backend import Backend
+from trust.attribution import METHODS, Attribution, AttributionMethod, Judge
+from trust.attribution_prompts import DEFAULT_MAX_STEP_CHARS
+from trust.interaction_log import InteractionLog
+from trust.simulated_judge import DEFAULT_NOISE, DEFAULT_NOISE_NO_GT, SimulatedJudgeBackend
+
+NAME = "daan-whowhen"
+
+PUBLISHED_GPT4O: dict[str, dict[str, float]] = {
+    "random": {"agent_acc": 0.291, "step_acc": 0.191},
+    "all_at_once": {"agent_acc": 0.543, "step_acc": 0.125},
+    "step_by_step": {"agent_acc": 0.352, "step_acc": 0.255},
+    "binary_search": {"agent_acc": 0.441, "step_acc": 0.240},
+}
+"""Zhang et al. 2025, GPT-4o, algorithm-generated subset, with ground truth."""
+
+SETTINGS: dict[str, bool] = {"": True, "_no_gt": False}
+"""Metric suffix -> whether the judge is shown the ground truth."""
+
+
+def default_data_dir() -> Path:
+    """The Who&When algorithm-generated folder of the shared data (``$GOA_SHARED_DATA``)."""
+    return shared_data_dir() / "trust" / "who-and-when" / "algorithm-generated"
+
+
+def load_cases(folder: Path) -> list[InteractionLog]:
+    """Every labelled case of the folder, in numeric order (the one place that reads data)."""
+    from trust.log_readers import read_who_and_when_dir
+
+    return [log for log in read_who_and_when_dir(folder) if log.label is not None]
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One method's attribution of one case in one setting, beside the label."""
+
+    case: str
+    method: str
+    with_ground_truth: bool
+    label_agent: str
+    label_step: int
+    attribution: Attribution
+
+    @property
+    def agent_right(self) -> bool:
+        return self.attribution.agent == self.label_agent
+
+    def step_within(self, tolerance: int) -> bool:
+        return abs(self.attribution.step - self.label_step) <= tolerance
+
+    def record(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["attribution"] = self.attribution.model_dump(mode="json")
+        return data
+
+
+def case_seed(seed: int, case: str, with_ground_truth: bool) -> int:
+    """A seed per (run seed, case, setting), independent of the order cases are run in."""
+    key = f"{seed}\x00{case}\x00{with_ground_truth}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big")
+
+
+async def run_all(
+    logs: Sequence[InteractionLog],
+    judge: Judge,
+    methods: Mapping[str, AttributionMethod],
+    *,
+    settings: Sequence[bool] = (True, False),
+    concurrency: int = 16,
+    seed: int = 0,
+) -> list[CaseResult]:
+    """Every method on every case in every setting, ``concurrency`` attributions at a time;
+    results in the order (setting, method, case)."""
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(log: InteractionLog, name: str, truth: bool) -> CaseResult:
+        assert log.label is not None
+        async with gate:
+            attribution = await methods[name](
+                log, judge, with_ground_truth=truth, seed=case_seed(seed, log.id, truth)
+            )
+        return CaseResult(log.id, name, truth, log.label.agent, log.label.step, attribution)
+
+    jobs = [one(log, name, truth) for truth in settings for name in methods for log in logs]
+    return list(await asyncio.gather(*jobs))
+
+
+def score(results: Sequence[CaseResult]) -> dict[str, float]:
+    """The metrics (see the module) of every (method, setting) present in ``results``."""
+    groups: dict[tuple[str, bool], list[CaseResult]] = {}
+    for result in results:
+        groups.setdefault((result.method, result.with_ground_truth), []).append(result)
+    metrics: dict[str, float] = {}
+    for (method, truth), group in groups.items():
+        suffix = "" if truth else "_no_gt"
+        n = len(group)
+
+        def share(hits: int) -> float:
+            return round(hits / n, 4)
+
+        metrics[f"agent_acc_{method}{suffix}"] = share(sum(r.agent_right for r in group))
+        metrics[f"step_acc_{method}{suffix}"] = share(sum(r.step_within(0) for r in group))
+        metrics[f"step_acc_pm1_{method}{suffix}"] = share(sum(r.step_within(1) for r in group))
+        metrics[f"step_acc_pm5_{method}{suffix}"] = share(sum(r.step_within(5) for r in group))
+        tokens = sum(r.attribution.total_tokens for r in group)
+        metrics[f"tokens_{method}{suffix}"] = round(tokens / n, 1)
+        metrics[f"calls_{method}{suffix}"] = round(sum(r.attribution.calls for r in group) / n, 2)
+        metrics[f"fallback_{method}{suffix}"] = share(sum(r.attribution.fallback for r in group))
+    return metrics
+
+
+def make_backend(spec: str, logs: Sequence[InteractionLog], seed: int) -> tuple[Backend, bool]:
+    """The judge's backend for ``--judge`` and whether it is simulated."""
+    if spec == "simulated":
+        backend = SimulatedJudgeBackend.for_logs(
+            logs, noise=DEFAULT_NOISE, noise_no_gt=DEFAULT_NOISE_NO_GT, seed=seed
+        )
+        return backend, True
+    if spec.startswith("local:"):
+        from goa.cards import get_card
+        from goa.inference.factory import backend_for_card
+
+        return backend_for_card(get_card(spec.removeprefix("local:"))), False
+    raise SystemExit(f"--judge must be 'simulated' or 'local:<card id>', not {spec!r}")
+
+
+def _table(metrics: Mapping[str, float], methods: Sequence[str], simulated: bool) -> str:
+    title = "SIMULATED judge" if simulated else "real judge"
+    lines = [
+        f"Who&When attribution ({title}); accuracies in %, tokens and calls per case",
+        f"{'method':<15}{'setting':<8}{'agent':>7}{'step':>7}{'±1':>7}{'±5':>7}"
+        f"{'tokens':>10}{'calls':>7}{'fallbk':>8}",
+    ]
+    for method in methods:
+        for suffix, name in (("", "gt"), ("_no_gt", "no gt")):
+            key = f"{method}{suffix}"
+            if f"agent_acc_{key}" not in metrics:
+                continue
+            lines.append(
+                f"{method:<15}{name:<8}"
+                f"{100 * metrics[f'agent_acc_{key}']:>7.1f}"
+                f"{100 * metrics[f'step_acc_{key}']:>7.1f}"
+                f"{100 * metrics[f'step_acc_pm1_{key}']:>7.1f}"
+                f"{100 * metrics[f'step_acc_pm5_{key}']:>7.1f}"
+                f"{metrics[f'tokens_{key}']:>10.0f}"
+                f"{metrics[f'calls_{key}']:>7.2f}"
+                f"{100 * metrics[f'fallback_{key}']:>8.1f}"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--judge", default="simulated", help="simulated | local:<card id>")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated")
+    parser.add_argument(
+        "--settings", choices=["both", "gt", "no_gt"], default="both", help="ground truth shown"
+    )
+    parser.add_argument("--data", type=Path, default=None, help="Who&When case folder")
+    parser.add_argument("--limit", type=int, default=None, help="the first N cases only")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, default=16, help="attributions at a time")
+    parser.add_argument("--max-step-chars", type=int, default=DEFAULT_MAX_STEP_CHARS)
+    parser.add_argument("--max-retries", type=int, default=2)
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+
+    names = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown methods {unknown}; known: {list(METHODS)}")
+    methods = {m: METHODS[m] for m in names}
+    settings = {"both": (True, False), "gt": (True,), "no_gt": (False,)}[args.settings]
+
+    logs = load_cases(args.data or default_data_dir())[: args.limit]
+    backend, simulated = make_backend(args.judge, logs, args.seed)
+    judge = Judge(
+        backend,
+        id=f"judge:{args.judge}",
+        max_retries=args.max_retries,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        max_step_chars=args.max_step_chars,
+    )
+    started = time.perf_counter()
+    results = asyncio.run(
+        run_all(
+            logs,
+            judge,
+            methods,
+            settings=settings,
+            concurrency=args.concurrency,
+            seed=args.seed,
+        )
+    )
+    elapsed = time.perf_counter() - started
+    metrics = score(results)
+    print(_table(metrics, names, simulated))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    cases_path = args.out / f"{NAME}.cases.jsonl"
+    with cases_path.open("w", encoding="utf-8") as f:
+        for result in results:
+            f.write(json.dumps(result.record()) + "\n")
+    complete = len(results) == len(logs) * len(methods) * len(settings)
+    goals = {
+        "all_cases": {
+            "target": f"every method attributes all {len(logs)} cases in every setting",
+            "met": complete and len(logs) > 0,
+        },
+    }
+    extra: dict[str, Any] = {
+        "judge": "SIMULATED (trust.simulated_judge)" if simulated else args.judge,
+        "cases": len(logs),
+        "methods": names,
+        "max_step_chars": args.max_step_chars,
+        "elapsed_s": round(elapsed, 1),
+        "published_gpt4o_with_gt": PUBLISHED_GPT4O,
+    }
+    if simulated:
+        extra["noise"] = asdict(DEFAULT_NOISE)
+        extra["noise_no_gt"] = asdict(DEFAULT_NOISE_NO_GT)
+    path = write_result(
+        NAME, metrics=metrics, goals=goals, simulated=simulated, extra=extra, directory=args.out
+    )
+    print(f"wrote {path} and {cases_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
