@@ -30,7 +30,8 @@ binary search 44.1/24.0.
 Usage::
 
     .venv/bin/python -m benchmarks.daan_whowhen --out /tmp/daan
-    .venv/bin/python -m benchmarks.daan_whowhen --judge local:qwen2.5-1.5b --limit 10 --out /tmp/d
+    .venv/bin/python -m benchmarks.daan_whowhen --judge local:qwen2.5-7b-instruct \\
+        --limit 10 --out /tmp/daan-real
 
 writes ``daan-whowhen.json`` (project format) and ``daan-whowhen.cases.jsonl`` (one line per
 case, method and setting) into ``--out`` (default ``benchmarks/results``).
@@ -52,10 +53,15 @@ from typing import Any
 from benchmarks.results_file import RESULTS_DIR, write_result
 from goa.eval.datasets import shared_data_dir
 from goa.inference.backend import Backend
-from trust.attribution import METHODS, Attribution, AttributionMethod, Judge
+from trust.attribution import METHODS as BASELINES
+from trust.attribution import Attribution, AttributionMethod, Judge
+from trust.attribution_cig import cig_attribution
 from trust.attribution_prompts import DEFAULT_MAX_STEP_CHARS
 from trust.interaction_log import InteractionLog
 from trust.simulated_judge import DEFAULT_NOISE, DEFAULT_NOISE_NO_GT, SimulatedJudgeBackend
+
+METHODS: dict[str, AttributionMethod] = {"cig": cig_attribution, **BASELINES}
+"""Ours (``cig``, :mod:`trust.attribution_cig`) and the Who&When baselines."""
 
 NAME = "daan-whowhen"
 
@@ -138,6 +144,10 @@ async def run_all(
     return list(await asyncio.gather(*jobs))
 
 
+def _share(n: int, hits: int) -> float:
+    return round(hits / n, 4)
+
+
 def score(results: Sequence[CaseResult]) -> dict[str, float]:
     """The metrics (see the module) of every (method, setting) present in ``results``."""
     groups: dict[tuple[str, bool], list[CaseResult]] = {}
@@ -148,17 +158,16 @@ def score(results: Sequence[CaseResult]) -> dict[str, float]:
         suffix = "" if truth else "_no_gt"
         n = len(group)
 
-        def share(hits: int) -> float:
-            return round(hits / n, 4)
-
-        metrics[f"agent_acc_{method}{suffix}"] = share(sum(r.agent_right for r in group))
-        metrics[f"step_acc_{method}{suffix}"] = share(sum(r.step_within(0) for r in group))
-        metrics[f"step_acc_pm1_{method}{suffix}"] = share(sum(r.step_within(1) for r in group))
-        metrics[f"step_acc_pm5_{method}{suffix}"] = share(sum(r.step_within(5) for r in group))
+        metrics[f"agent_acc_{method}{suffix}"] = _share(n, sum(r.agent_right for r in group))
+        metrics[f"step_acc_{method}{suffix}"] = _share(n, sum(r.step_within(0) for r in group))
+        metrics[f"step_acc_pm1_{method}{suffix}"] = _share(n, sum(r.step_within(1) for r in group))
+        metrics[f"step_acc_pm5_{method}{suffix}"] = _share(n, sum(r.step_within(5) for r in group))
         tokens = sum(r.attribution.total_tokens for r in group)
         metrics[f"tokens_{method}{suffix}"] = round(tokens / n, 1)
         metrics[f"calls_{method}{suffix}"] = round(sum(r.attribution.calls for r in group) / n, 2)
-        metrics[f"fallback_{method}{suffix}"] = share(sum(r.attribution.fallback for r in group))
+        metrics[f"fallback_{method}{suffix}"] = _share(
+            n, sum(r.attribution.fallback for r in group)
+        )
     return metrics
 
 

@@ -58,6 +58,7 @@ __all__ = [
     "binary_prompt",
     "clip",
     "describe_prompt",
+    "premise_step_prompt",
     "render_header",
     "render_steps",
     "retry_prompt",
@@ -119,8 +120,7 @@ STEP_FORMAT = (
     'Reply with one JSON object: {"decisive": true or false, "reason": "one or two sentences"}.'
 )
 HALF_FORMAT = (
-    'Reply with one JSON object: {"half": "first" or "second", "reason": "one or two '
-    'sentences"}.'
+    'Reply with one JSON object: {"half": "first" or "second", "reason": "one or two sentences"}.'
 )
 
 _OMITTED = "\n[... {n} characters omitted ...]\n"
@@ -204,6 +204,41 @@ def step_prompt(
         f"decisive error. Is step {index}, by {agent}, the decisive error: a mistake that, had "
         "it not been made, would have let the team reach the correct answer?\n"
         f"{STEP_FORMAT}"
+    )
+
+
+def premise_step_prompt(
+    log: InteractionLog,
+    index: int,
+    premises: Sequence[int],
+    *,
+    with_ground_truth: bool,
+    max_step_chars: int | None = DEFAULT_MAX_STEP_CHARS,
+) -> str:
+    """Step ``index`` with only the earlier steps it draws on (``premises``, from the causal
+    interaction graph): is that step the decisive error? (The CIG method's question: the
+    same question as :func:`step_prompt`, shown far less of the log.)"""
+    if not 0 <= index < len(log.steps):
+        raise ValueError(f"step {index} is not in a log of {len(log.steps)} steps")
+    if any(not 0 <= p < index for p in premises):
+        raise ValueError(f"premises of step {index} must be earlier steps, not {list(premises)}")
+    shown = "\n\n".join(
+        _render_step(i, log.steps[i], max_step_chars) for i in [*sorted(set(premises)), index]
+    )
+    agent = log.steps[index].agent
+    context = (
+        f"the steps it draws on ({', '.join(str(p) for p in sorted(set(premises)))})"
+        if premises
+        else "no earlier step: it draws on none"
+    )
+    return (
+        f"{render_header(log, with_ground_truth=with_ground_truth)}\n\n"
+        f"LOG EXCERPT (step {index} and {context}; other steps are not shown):\n{shown}\n\n"
+        f"STEP IN QUESTION: {index}\n"
+        "The team failed at this task, and no earlier step it depends on was found to be the "
+        f"decisive error. Is step {index}, by {agent}, the decisive error: a mistake of its own "
+        "(not one it merely repeats from the steps shown) that, had it not been made, would "
+        f"have let the team reach the correct answer?\n{STEP_FORMAT}"
     )
 
 

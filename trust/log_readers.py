@@ -108,7 +108,9 @@ def _load_json(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise LogFormatError(name, f"{exc.lineno}:{exc.colno}", f"invalid JSON: {exc.msg}") from None
+        raise LogFormatError(
+            name, f"{exc.lineno}:{exc.colno}", f"invalid JSON: {exc.msg}"
+        ) from None
 
 
 def _kind(value: object) -> str:
@@ -139,6 +141,11 @@ class _Reader:
     def fail(self, path: Sequence[str | int], problem: str) -> LogFormatError:
         return LogFormatError(self.file, json_path(path), problem)
 
+    def required(self, obj: Mapping[str, Any], key: str, path: Sequence[str | int]) -> str:
+        value = self.string(obj, key, path, required=True)
+        assert value is not None
+        return value
+
     def string(
         self, obj: Mapping[str, Any], key: str, path: Sequence[str | int], *, required: bool
     ) -> str | None:
@@ -161,8 +168,7 @@ def who_and_when_from_data(data: Any, *, file: str, log_id: str) -> InteractionL
     r = _Reader(file)
     if not isinstance(data, dict):
         raise r.fail([], f"a Who&When case is a JSON object, not {_kind(data)}")
-    question = r.string(data, "question", [], required=True)
-    assert question is not None
+    question = r.required(data, "question", [])
     history = data.get("history")
     if not isinstance(history, list):
         problem = "missing" if history is None else f"must be a list, not {_kind(history)}"
@@ -173,10 +179,9 @@ def who_and_when_from_data(data: Any, *, file: str, log_id: str) -> InteractionL
     for i, message in enumerate(history):
         if not isinstance(message, dict):
             raise r.fail(["history", i], f"a message is a JSON object, not {_kind(message)}")
-        role = r.string(message, "role", ["history", i], required=True)
-        content = r.string(message, "content", ["history", i], required=True)
+        role = r.required(message, "role", ["history", i])
+        content = r.required(message, "content", ["history", i])
         name = r.string(message, "name", ["history", i], required=False)
-        assert role is not None and content is not None
         agent = name.strip() if name is not None and name.strip() else role
         if not agent.strip():
             raise r.fail(["history", i, "role"], "is empty and the message has no name")
@@ -365,9 +370,7 @@ def goa_from_result(result: Result, *, log_id: str | None = None) -> Interaction
     for record in result.responses:
         if record.agent not in agents:
             agents[record.agent] = (
-                "meta model"
-                if record.stage in ("select", "difficulty", "pool")
-                else "GoA agent"
+                "meta model" if record.stage in ("select", "difficulty", "pool") else "GoA agent"
             )
     return InteractionLog(
         id=log_id or result.question_id,

@@ -23,9 +23,12 @@ Noise model (:class:`NoiseModel`), one independent draw per question:
     When neither half holds it (an earlier answer was wrong), it picks a half at random.
 
 Without the ground truth in the prompt, the ``noise_no_gt`` model is used (default: the
-same as ``noise``). The defaults of :class:`NoiseModel` are rough guesses shaped after the
-published GPT-4o figures on Who&When (with ground truth: all-at-once good on agents, poor on
-steps; step-by-step the best on steps); they are not measurements.
+same as ``noise``). The defaults of :class:`NoiseModel` are guesses, not measurements: chosen
+so that, on the 126 Who&When algorithm-generated cases with the ground truth, the simulated
+agent and step accuracy of all-at-once and the step accuracy of step-by-step and binary search
+land near the published GPT-4o figures (54/13, 26 and 24%). The model does not reproduce the
+low published *agent* accuracy of step-by-step (35%): a simulated false "yes" often falls on a
+step of the responsible agent anyway.
 
 Draws are reproducible and independent of the order of requests: each question's random
 generator is seeded from ``seed``, the case id and a hash of the prompt. Usage is reported at
@@ -54,11 +57,11 @@ __all__ = ["DEFAULT_NOISE", "DEFAULT_NOISE_NO_GT", "NoiseModel", "SimulatedJudge
 class NoiseModel:
     """How often the simulated judge is right, per kind of question (see the module)."""
 
-    p_agent: float = 0.55
-    p_step: float = 0.15
-    p_hit: float = 0.5
-    p_false: float = 0.08
-    p_half: float = 0.75
+    p_agent: float = 0.54
+    p_step: float = 0.12
+    p_hit: float = 0.4
+    p_false: float = 0.1
+    p_half: float = 0.65
 
     def __post_init__(self) -> None:
         for name in ("p_agent", "p_step", "p_hit", "p_false", "p_half"):
@@ -76,7 +79,7 @@ class NoiseModel:
 DEFAULT_NOISE = NoiseModel()
 """The default noise with the ground truth shown (rough guesses, not measurements)."""
 
-DEFAULT_NOISE_NO_GT = NoiseModel(p_agent=0.5, p_step=0.13, p_hit=0.45, p_false=0.1, p_half=0.7)
+DEFAULT_NOISE_NO_GT = NoiseModel(p_agent=0.5, p_step=0.1, p_hit=0.35, p_false=0.12, p_half=0.62)
 """A slightly worse judge without the ground truth (what the benchmark uses; guesses too)."""
 
 
@@ -169,7 +172,8 @@ def _answer(
     if task.kind == "step":
         p = noise.p_hit if task.step == label.step else noise.p_false
         return {"decisive": rng.random() < p, "reason": "simulated judge"}
-    assert task.first is not None and task.second is not None
+    assert task.first is not None
+    assert task.second is not None
     if task.first[0] <= label.step <= task.first[1]:
         right = "first"
     elif task.second[0] <= label.step <= task.second[1]:
