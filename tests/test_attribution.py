@@ -425,9 +425,9 @@ def test_benchmark_main_writes_a_simulated_result(tmp_path: Path) -> None:
     assert record["simulated"] is True
     assert record["cases"] == 3
     assert record["goals"]["all_cases"]["met"]
-    for method in METHODS:
+    for method in daan_whowhen.METHODS:  # ours (cig) and the baselines
         for key in ("agent_acc", "step_acc", "tokens"):
             assert f"{key}_{method}" in record["metrics"]
             assert f"{key}_{method}_no_gt" in record["metrics"]
     lines = (out / "daan-whowhen.cases.jsonl").read_text(encoding="utf-8").splitlines()
-    assert len(lines) == 3 * len(METHODS) * 2
+    assert len(lines) == 3 * len(daan_whowhen.METHODS) * 2
