@@ -9,7 +9,7 @@
 #   and .dev/small/weights.sha256: the SHA-256 of each export's weights here,
 #   which the GPU machine's own export is checked against.
 # - .dev/whl/: the wheels its Python 3.12 lacks; .dev/data/: the MMLU sample and BIG-Bench
-#   Mistake (for benchmarks.audit_bbm_llm).
+#   Mistake and Who&When (for benchmarks.audit_bbm_llm and benchmarks.daan_whowhen).
 # Usage: bash benchmarks/device/pack.sh   (from the repository root)
 set -euo pipefail
 EXPORTS="${GOA_EXPORTS:-$HOME/.local/share/goa/exports}"
@@ -28,7 +28,8 @@ cat .dev/parts/hf.part.* | sha256sum | cut -d' ' -f1 > .dev/parts.sha256
 (cd "$EXPORTS" && sha256sum */model.safetensors) > .dev/small/weights.sha256
 mkdir -p .dev/data/benchmarks/test .dev/whl
 cp ../shared/data/benchmarks/test/MMLU_sampled_test.json .dev/data/benchmarks/test/
-mkdir -p .dev/data/trust && cp -r ../shared/data/trust/big-bench-mistake .dev/data/trust/
+mkdir -p .dev/data/trust && cp -r ../shared/data/trust/big-bench-mistake \
+    ../shared/data/trust/who-and-when .dev/data/trust/
 core=$(.venv/bin/pip show pydantic-core | awk '/^Version/{print $2}')
 for p in pydantic==2.14.4 "pydantic-core==$core" annotated-types==0.8.0 typing-inspection==0.4.5 \
          platformdirs==4.14.8 tenacity==9.2.1 gguf==0.19.0; do

@@ -23,3 +23,7 @@ if [ "$bbm" != 0 ]; then
     grep -av 'it/s' /root/run/bbm.txt | tail -c 8000 > "$OUT/bbm.txt"
     kill -0 "$bbm" 2>/dev/null || { cp /root/run/bbm-llm/audit-bbm-llm.json "$OUT/" 2>/dev/null; echo BBM FINISHED; }
 fi
+if [ -f /root/run/daan.txt ]; then
+    tail -c 4000 /root/run/daan.txt > "$OUT/daan.txt"
+    cp /root/run/daan/* "$OUT/" 2>/dev/null
+fi

@@ -9,7 +9,8 @@
 # diagnostic of a random 1.5B-shaped model while the weights are exported), RESUME (a gzipped
 # per-sample log of an earlier run, in the working tree, to continue from), BBM (1: also start
 # benchmarks.audit_bbm_llm, continuing from the gzipped votes file BBM_VOTES, for BBM_BUDGET s),
-# REPORT (methods to report from the log, when METHODS continues only some).
+# REPORT (methods to report from the log, when METHODS continues only some), DAAN (a card id:
+# also start benchmarks.daan_whowhen with that local model as the judge, into /root/run/daan).
 set -euo pipefail
 export PYTHONUNBUFFERED=1
 [ -d .dev/whl ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
@@ -66,6 +67,10 @@ if [ "${BBM:-0}" = 1 ]; then  # BIG-Bench Mistake with the real models as evalua
         --budget-s "${BBM_BUDGET:-400}" --votes /root/run/audit-bbm-llm.votes.jsonl \
         --out /root/run/bbm-llm > /root/run/bbm.txt 2>&1 < /dev/null &
     echo $! > /root/run/bbm.pid
+fi
+if [ -n "${DAAN:-}" ]; then  # Who&When attribution with a real local judge (issue 7)
+    setsid nohup python3 -m benchmarks.daan_whowhen --judge "local:$DAAN" --concurrency 512 \
+        --out /root/run/daan > /root/run/daan.txt 2>&1 < /dev/null &
 fi
 setsid nohup python3 -m benchmarks.eval_real_local "${args[@]}" \
     --log /root/run/eval-real-local.jsonl \
