@@ -53,14 +53,13 @@ from typing import Any
 from benchmarks.results_file import RESULTS_DIR, write_result
 from goa.eval.datasets import shared_data_dir
 from goa.inference.backend import Backend
-from trust.attribution import METHODS as BASELINES
 from trust.attribution import Attribution, AttributionMethod, Judge
-from trust.attribution_cig import cig_attribution
+from trust.attribution_cig import ALL_METHODS
 from trust.attribution_prompts import DEFAULT_MAX_STEP_CHARS
 from trust.interaction_log import InteractionLog
 from trust.simulated_judge import DEFAULT_NOISE, DEFAULT_NOISE_NO_GT, SimulatedJudgeBackend
 
-METHODS: dict[str, AttributionMethod] = {"cig": cig_attribution, **BASELINES}
+METHODS: dict[str, AttributionMethod] = ALL_METHODS
 """Ours (``cig``, :mod:`trust.attribution_cig`) and the Who&When baselines."""
 
 NAME = "daan-whowhen"

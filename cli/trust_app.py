@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from cli.trust_attribute_cmd import attribute
 from cli.trust_audit_cmd import audit
 from cli.trust_hdag_cmd import hdag
 from cli.trust_ledger_cmd import ledger_app
@@ -24,6 +25,7 @@ def _root() -> None:
 
 app.command()(audit)
 app.command()(hdag)
+app.command()(attribute)
 app.add_typer(ledger_app, name="ledger")
 
 

@@ -31,7 +31,14 @@ from __future__ import annotations
 
 import random
 
-from trust.attribution import Attribution, Judge, Spend, parse_step_verdict
+from trust.attribution import (
+    METHODS,
+    Attribution,
+    AttributionMethod,
+    Judge,
+    Spend,
+    parse_step_verdict,
+)
 from trust.attribution_prompts import STEP_FORMAT, STEP_SCHEMA, premise_step_prompt
 from trust.cig import CIG, build_cig
 from trust.interaction_log import InteractionLog
@@ -101,4 +108,16 @@ async def cig_attribution(
     return spend.attribution("cig", log.steps[root].agent, root, reason, fallback=True)
 
 
-__all__ = ["CLOSING", "DEFAULT_MAX_CALLS", "candidates", "cig_attribution", "failure_anchor"]
+ALL_METHODS: dict[str, AttributionMethod] = {"cig": cig_attribution, **METHODS}
+"""Every attribution method by name: ours (``cig``) first, then the Who&When baselines of
+:data:`trust.attribution.METHODS` (what ``trust attribute --method`` and the benchmark offer)."""
+
+
+__all__ = [
+    "ALL_METHODS",
+    "CLOSING",
+    "DEFAULT_MAX_CALLS",
+    "candidates",
+    "cig_attribution",
+    "failure_anchor",
+]
