@@ -108,3 +108,27 @@ def test_it_spends_fewer_tokens_than_step_by_step_for_the_same_answers() -> None
     theirs = asyncio.run(step_by_step_attribution(log, Judge(again), with_ground_truth=True))
     assert ours.calls < theirs.calls
     assert ours.prompt_tokens < theirs.prompt_tokens
+
+
+def test_a_budget_leaves_out_cases_some_method_did_not_finish() -> None:
+    from benchmarks.daan_whowhen import run_all
+    from trust.attribution import Attribution
+    from trust.interaction_log import Label
+
+    stuck = asyncio.Event()  # never set: the method on case "b" never finishes
+
+    async def method(log: InteractionLog, judge: Judge, /, **_: object) -> Attribution:
+        if log.id == "b":
+            await stuck.wait()
+        return Attribution(method="m", agent="Coder", step=1)
+
+    logs = [
+        _log().model_copy(update={"id": case, "label": Label(agent="Coder", step=1)})
+        for case in ("a", "b")
+    ]
+    judge = Judge(ScriptedBackend([]))
+    results = asyncio.run(
+        run_all(logs, judge, {"m": method, "n": method}, settings=(True,), budget_s=0.2)
+    )
+    assert sorted({r.case for r in results}) == ["a"]
+    assert len(results) == 2  # both methods on case a

@@ -69,7 +69,7 @@ if [ "${BBM:-0}" = 1 ]; then  # BIG-Bench Mistake with the real models as evalua
     echo $! > /root/run/bbm.pid
 fi
 if [ -n "${DAAN:-}" ]; then  # Who&When attribution with a real local judge (issue 7)
-    setsid nohup python3 -m benchmarks.daan_whowhen --judge "local:$DAAN" --concurrency 512 \
+    setsid nohup python3 -m benchmarks.daan_whowhen --judge "local:$DAAN" --concurrency 512 --budget-s "${DAAN_BUDGET:-420}" \
         --out /root/run/daan > /root/run/daan.txt 2>&1 < /dev/null &
 fi
 setsid nohup python3 -m benchmarks.eval_real_local "${args[@]}" \
