@@ -38,3 +38,7 @@ class ModelRequestError(GoaError):
 
 class RealRequestsForbidden(GoaError):
     """A real model request was made where real requests are switched off (the test suite)."""
+
+
+class ModelTooLargeError(ModelFileError):
+    """A model does not fit in the memory left on its device (``goa.inference.memory_budget``)."""

@@ -63,13 +63,17 @@ fi
 if [ "${BBM:-0}" = 1 ]; then  # BIG-Bench Mistake with the real models as evaluators (issue 6)
     [ -n "${BBM_VOTES:-}" ] && [ ! -s /root/run/audit-bbm-llm.votes.jsonl ] \
         && gunzip -c "$BBM_VOTES" > /root/run/audit-bbm-llm.votes.jsonl
-    setsid nohup python3 -m benchmarks.audit_bbm_llm --limit 40 --concurrency 1024 \
+    # The memory check (goa.inference.memory_budget) runs in the evaluation's process; the
+    # benchmarks beside it load their own copies later and would count the evaluation's
+    # cached memory as taken, so they skip it.
+    GOA_MEMORY_CHECK=0 setsid nohup python3 -m benchmarks.audit_bbm_llm --limit 40 --concurrency 1024 \
         --budget-s "${BBM_BUDGET:-400}" --votes /root/run/audit-bbm-llm.votes.jsonl \
         --out /root/run/bbm-llm > /root/run/bbm.txt 2>&1 < /dev/null &
     echo $! > /root/run/bbm.pid
 fi
 if [ -n "${DAAN:-}" ]; then  # Who&When attribution with a real local judge (issue 7)
-    setsid nohup python3 -m benchmarks.daan_whowhen --judge "local:$DAAN" --concurrency 512 --budget-s "${DAAN_BUDGET:-420}" \
+    GOA_MEMORY_CHECK=0 setsid nohup python3 -m benchmarks.daan_whowhen --judge "local:$DAAN" \
+        --concurrency 512 --budget-s "${DAAN_BUDGET:-420}" \
         --out /root/run/daan > /root/run/daan.txt 2>&1 < /dev/null &
 fi
 setsid nohup python3 -m benchmarks.eval_real_local "${args[@]}" \

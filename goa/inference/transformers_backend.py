@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from goa.errors import GoaError, ModelFileError, ModelRequestError
-from goa.inference import local_models
+from goa.inference import local_models, memory_budget
 from goa.inference.guard import check_model_request
 from goa.inference.hf_export import find_export
 from goa.inference.hf_model import (
@@ -188,7 +188,11 @@ def load_model(
         model = _loaded.get(key)
         if model is not None:
             return model
-        if use_processes(device) if processes is None else processes:
+        # memory check (goa.inference.memory_budget): refuse a model that does not fit, before
+        # loading it or spawning its process; counts the models this process loaded before.
+        child = use_processes(device) if processes is None else processes
+        memory_budget.reserve(key, source, name, device, dtype, max_batch, child)
+        if child:
             spec = ProcessSpec(
                 str(source.directory), source.gguf_file, name, device, dtype, max_batch
             )
@@ -233,6 +237,7 @@ def unload_models() -> None:
         for model in _loaded.values():
             model.close()
         _loaded.clear()
+    memory_budget.release_all()  # memory check: forget the unloaded models' reservations
 
 
 class TransformersBackend:
