@@ -339,6 +339,22 @@ class AttributionMethod(Protocol):
     ) -> Awaitable[Attribution]: ...
 
 
+async def ask_decisive(
+    judge: Judge, prompt: str, spend: Spend, case_id: str, stage: str
+) -> tuple[bool, str] | None:
+    """The judge's answer to a "is this step the decisive error?" prompt: (decisive, reason),
+    or None when no usable reply came."""
+    return await judge.ask(
+        prompt,
+        schema=STEP_SCHEMA,
+        answer_format=STEP_FORMAT,
+        parse=parse_step_verdict,
+        spend=spend,
+        case_id=case_id,
+        stage=stage,
+    )
+
+
 def _check(log: InteractionLog) -> None:
     if not log.steps:
         raise ValueError(f"log {log.id!r} has no steps to attribute")
@@ -408,15 +424,7 @@ async def step_by_step_attribution(
         prompt = step_prompt(
             log, index, with_ground_truth=with_ground_truth, max_step_chars=judge.max_step_chars
         )
-        answer = await judge.ask(
-            prompt,
-            schema=STEP_SCHEMA,
-            answer_format=STEP_FORMAT,
-            parse=parse_step_verdict,
-            spend=spend,
-            case_id=log.id,
-            stage="attribution-step",
-        )
+        answer = await ask_decisive(judge, prompt, spend, log.id, "attribution-step")
         if answer is not None and answer[0]:
             return spend.attribution("step_by_step", step.agent, index, answer[1])
     last = len(log.steps) - 1

@@ -37,9 +37,9 @@ from trust.attribution import (
     AttributionMethod,
     Judge,
     Spend,
-    parse_step_verdict,
+    ask_decisive,
 )
-from trust.attribution_prompts import STEP_FORMAT, STEP_SCHEMA, premise_step_prompt
+from trust.attribution_prompts import premise_step_prompt
 from trust.cig import CIG, build_cig
 from trust.interaction_log import InteractionLog
 
@@ -92,15 +92,7 @@ async def cig_attribution(
             with_ground_truth=with_ground_truth,
             max_step_chars=judge.max_step_chars,
         )
-        answer = await judge.ask(
-            prompt,
-            schema=STEP_SCHEMA,
-            answer_format=STEP_FORMAT,
-            parse=parse_step_verdict,
-            spend=spend,
-            case_id=log.id,
-            stage="attribution-cig",
-        )
+        answer = await ask_decisive(judge, prompt, spend, log.id, "attribution-cig")
         if answer is not None and answer[0]:
             return spend.attribution("cig", log.steps[index].agent, index, answer[1])
     root = chain[0]
