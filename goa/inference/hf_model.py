@@ -48,6 +48,7 @@ from typing import Any, Protocol
 
 from goa.errors import ModelRequestError
 from goa.inference.likelihood import TokenLogprob, shared_prefix
+from goa.inference.moe import ExpertLoad, is_moe
 from goa.inference.transcript import PLAIN_STOPS, plain_prompt
 from goa.inference.types import ChatRequest, FinishReason, Message, Usage
 
@@ -143,6 +144,8 @@ class HFModel:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.stats = BatchStats()
+        # MoE (goa.inference.moe): token slots per expert per layer, for every forward pass
+        self.expert_load = ExpertLoad.attach(self.model) if is_moe(self.model) else None
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._worker = threading.Thread(
             target=self._work, name=f"goa-transformers-{name}", daemon=True
@@ -152,6 +155,11 @@ class HFModel:
     @property
     def device(self) -> Any:
         return next(self.model.parameters()).device
+
+    def expert_summary(self) -> dict[str, float]:
+        """MoE expert load so far (``forwards``, ``expert_imbalance``, ``experts_hit``:
+        :class:`goa.inference.moe.LoadSnapshot`); empty for a dense model."""
+        return {} if self.expert_load is None else self.expert_load.summary()
 
     def submit(self, job: Job) -> None:
         self._jobs.put(job)

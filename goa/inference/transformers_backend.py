@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from goa.errors import GoaError, ModelFileError, ModelRequestError
-from goa.inference import local_models, memory_budget
+from goa.inference import local_models, memory_budget, moe
 from goa.inference.guard import check_model_request
 from goa.inference.hf_export import find_export
 from goa.inference.hf_model import (
@@ -209,6 +209,8 @@ def load_model(
                 network = AutoModelForCausalLM.from_pretrained(
                     source.directory, dtype=getattr(torch, dtype), **options
                 ).to(device)
+                # MoE (goa.inference.moe): grouped/batched expert matmuls, GOA_EXPERTS_IMPL
+                moe.set_experts_implementation(network)
             reserve_gpu_memory(device)
         except (OSError, ValueError, KeyError) as exc:
             where = source.directory / (source.gguf_file or "")
