@@ -17,4 +17,4 @@ export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON 
 
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "pip==25.3"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-    --constraint .ci/constraints.txt --editable ".[local,dev,gpu]"
+    --constraint .ci/constraints.txt --editable ".[local,dev,gpu,serve]"

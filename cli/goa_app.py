@@ -14,6 +14,7 @@ from cli.leaderboard_cmd import leaderboard_command
 from cli.models_cmd import models_app
 from cli.profile_cmd import profile_command
 from cli.report_cmd import report_command
+from cli.serve_cmd import serve_command
 
 app = typer.Typer(
     name="goa",
@@ -35,6 +36,11 @@ app.command(
     help="Measure each agent alone on a development split and write its accuracy "
     "per category into its model card.",
 )(profile_command)
+app.command(
+    "serve",
+    help="Serve pools as an OpenAI-compatible endpoint (model ids goa/POOL): /v1/models, "
+    "/v1/chat/completions (streaming too), /healthz. Needs the 'serve' extra.",
+)(serve_command)
 app.add_typer(cards_app, name="cards")
 app.add_typer(models_app, name="models")
 
