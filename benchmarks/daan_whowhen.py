@@ -278,7 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(_table(metrics, names, simulated))
 
     args.out.mkdir(parents=True, exist_ok=True)
-    cases_path = args.out / f"{NAME}.cases.jsonl"
+    # A real judge writes daan-whowhen.json (the headline); the simulated judge
+    # daan-whowhen-simulated.json beside it, so neither run overwrites the other.
+    name = f"{NAME}-simulated" if simulated else NAME
+    cases_path = args.out / f"{name}.cases.jsonl"
     with cases_path.open("w", encoding="utf-8") as f:
         for result in results:
             f.write(json.dumps(result.record()) + "\n")
@@ -311,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra["noise"] = asdict(DEFAULT_NOISE)
         extra["noise_no_gt"] = asdict(DEFAULT_NOISE_NO_GT)
     path = write_result(
-        NAME, metrics=metrics, goals=goals, simulated=simulated, extra=extra, directory=args.out
+        name, metrics=metrics, goals=goals, simulated=simulated, extra=extra, directory=args.out
     )
     print(f"wrote {path} and {cases_path}")
     return 0

@@ -420,8 +420,9 @@ def test_benchmark_main_writes_a_simulated_result(tmp_path: Path) -> None:
         (data / f"{i + 1}.json").write_text(json.dumps(case), encoding="utf-8")
     out = tmp_path / "out"
     assert daan_whowhen.main(["--data", str(data), "--out", str(out), "--concurrency", "2"]) == 0
-    record = json.loads((out / "daan-whowhen.json").read_text(encoding="utf-8"))
-    assert record["benchmark"] == "daan-whowhen"
+    record = json.loads((out / "daan-whowhen-simulated.json").read_text(encoding="utf-8"))
+    assert record["benchmark"] == "daan-whowhen-simulated"
+    assert not (out / "daan-whowhen.json").exists()  # kept for a real judge's run
     assert record["simulated"] is True
     assert record["cases"] == 3
     assert record["goals"]["all_cases"]["met"]
@@ -429,5 +430,5 @@ def test_benchmark_main_writes_a_simulated_result(tmp_path: Path) -> None:
         for key in ("agent_acc", "step_acc", "tokens"):
             assert f"{key}_{method}" in record["metrics"]
             assert f"{key}_{method}_no_gt" in record["metrics"]
-    lines = (out / "daan-whowhen.cases.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = (out / "daan-whowhen-simulated.cases.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 3 * len(daan_whowhen.METHODS) * 2
