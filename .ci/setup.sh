@@ -18,3 +18,8 @@ export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON 
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "pip==25.3"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check \
     --constraint .ci/constraints.txt --editable ".[local,dev,gpu,serve]"
+# JSON-schema grammars for the transformers backend (goa/inference/json_grammar.py).
+# --no-deps: xgrammar lists triton, which only its CUDA kernels use (torch's CUDA builds
+# bring it on a GPU machine).
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+    "xgrammar==0.2.9" "apache-tvm-ffi==0.1.15.post2"

@@ -125,6 +125,7 @@ from benchmarks.audit_bbm import (
 from benchmarks.results_file import RESULTS_DIR, gpu_name, write_result
 from goa.inference.backend import Backend
 from goa.inference.factory import backend_for_card, local_engine
+from goa.inference.json_grammar import grammar_available, grammar_wanted
 from goa.pools import load_pool
 from trust.audit import REQUESTER
 from trust.auditors import Auditor, ComputationalAuditor, LLMAuditor
@@ -232,13 +233,20 @@ def pool_evaluators(
             raise SystemExit(f"not in pool {pool_name!r}: {', '.join(unknown)} ({pool.ids})")
     cards = [c for c in pool.cards if not models or c.id in models]
     return [
-        Evaluator(
-            card.id,
-            backend_for_card(card, cache=cache),
-            local_engine() if card.backend == "llamacpp" else card.backend,
-        )
+        Evaluator(card.id, backend_for_card(card, cache=cache), engine_label(card.backend))
         for card in cards
     ]
+
+
+def engine_label(backend: str) -> str:
+    """The engine that casts a card's votes, as recorded with them: ``llamacpp`` (a grammar
+    enforces the verdict schema), ``transformers+grammar`` (xgrammar enforces it) or
+    ``transformers`` (nothing does: the GPU run of 2026-11-29; set ``GOA_JSON_GRAMMAR=0``
+    to replay those votes), or the card's backend."""
+    engine = local_engine() if backend == "llamacpp" else backend
+    if engine == "transformers" and grammar_wanted() and grammar_available():
+        return "transformers+grammar"
+    return engine
 
 
 @dataclass(frozen=True)
@@ -991,8 +999,11 @@ def write_outputs(
     """Write NAME.json (project format) and NAME.md into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     m = metrics(results)
-    env = os.environ.get("GOA_LOCAL_ENGINE")
-    prefix = f"GOA_LOCAL_ENGINE={env} " if env else ""
+    prefix = "".join(
+        f"{name}={os.environ[name]} "
+        for name in ("GOA_LOCAL_ENGINE", "GOA_JSON_GRAMMAR")
+        if os.environ.get(name)
+    )
     json_path = write_result(
         NAME,
         metrics=m,
@@ -1007,7 +1018,7 @@ def write_outputs(
             "_sim_humans add SIMULATED human experts (they know the gold label) on "
             "escalation.",
             "engine": results.engine,
-            "gpu": gpu_name() if results.engine == "transformers" else None,
+            "gpu": gpu_name() if results.engine.startswith("transformers") else None,
             "models": results.models,
             "votes_file": str(votes_path),
             "config": {
@@ -1113,7 +1124,8 @@ def main(
     parser.add_argument(
         "--replay-only",
         action="store_true",
-        help="score the votes file only, asking no model (set GOA_LOCAL_ENGINE to the engine "
+        help="score the votes file only, asking no model (set GOA_LOCAL_ENGINE, and "
+        "GOA_JSON_GRAMMAR=0 for votes cast without a grammar, to the engine "
         "that cast the votes)",
     )
     parser.add_argument("--data", type=Path, default=None, help="BIG-Bench Mistake folder")

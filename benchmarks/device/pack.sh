@@ -32,9 +32,11 @@ mkdir -p .dev/data/trust && cp -r ../shared/data/trust/big-bench-mistake \
     ../shared/data/trust/who-and-when .dev/data/trust/
 core=$(.venv/bin/pip show pydantic-core | awk '/^Version/{print $2}')
 for p in pydantic==2.14.4 "pydantic-core==$core" annotated-types==0.8.0 typing-inspection==0.4.5 \
-         platformdirs==4.14.8 tenacity==9.2.1 gguf==0.19.0; do
+         platformdirs==4.14.8 tenacity==9.2.1 gguf==0.19.0 xgrammar==0.2.9 \
+         apache-tvm-ffi==0.1.15.post2; do
     .venv/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
-        --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+        --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         -d .dev/whl "$p"
 done
 echo "$(ls .dev/parts | wc -l) parts, sha256 $(cat .dev/parts.sha256)"

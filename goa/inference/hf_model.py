@@ -7,7 +7,7 @@ batch, and answers each. While a batch runs, new requests pile up and form the
 next batch, so concurrent callers (an evaluation with many questions in
 flight, the agents of one GoA stage) share the GPU without any timer. Within a
 batch, requests are grouped by what ``generate`` needs to be the same:
-greedy or sampled, the temperature and the stop strings. Prompts are padded on
+greedy or sampled, the temperature, the stop strings and the JSON schema. Prompts are padded on
 the left; ``max_new_tokens`` is the largest ``max_tokens`` of the group, and each
 reply is then cut to its own ``max_tokens``, at the end-of-sequence token and at
 its first stop string.
@@ -22,8 +22,10 @@ Sampling (``temperature > 0``) uses top-k 40 and top-p 0.95, llama.cpp's
 defaults. The random generator is seeded from the seeds of the batch's
 requests, so a sampled reply depends on the batch it ran in: reproducible for
 the same requests in the same order, not across different batchings.
-``json_schema`` is not enforced (no grammar): callers validate the reply, as
-they do for every backend.
+``json_schema`` is enforced with a grammar when xgrammar is installed
+(:mod:`goa.inference.json_grammar`; requests with different schemas run in
+different groups); without it callers validate the reply, as they do for every
+backend.
 
 Log-probabilities (:meth:`HFModel.score`) follow the conventions of
 :mod:`goa.inference.likelihood`; they are batched like generation (left
@@ -47,6 +49,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from goa.errors import ModelRequestError
+from goa.inference.json_grammar import (
+    SchemaConstraint,
+    grammar_available,
+    grammar_wanted,
+    schema_key,
+)
 from goa.inference.likelihood import TokenLogprob, shared_prefix
 from goa.inference.moe import ExpertLoad, is_moe
 from goa.inference.transcript import PLAIN_STOPS, plain_prompt
@@ -78,7 +86,8 @@ class Job:
         if self.request is None:
             return ("score",)
         request = self.request
-        return ("generate", request.temperature > 0, request.temperature, request.stop)
+        schema = schema_key(request.json_schema)
+        return ("generate", request.temperature > 0, request.temperature, request.stop, schema)
 
 
 class ServedModel(Protocol):
@@ -107,6 +116,10 @@ class BatchStats:
     steps: int = 0
     """Generation steps run (new tokens per row of the longest reply, summed over batches)."""
     sizes: list[int] = field(default_factory=list)
+    grammar_batches: int = 0
+    """Batches decoded under a JSON-schema grammar (:mod:`goa.inference.json_grammar`)."""
+    grammar_failures: int = 0
+    """Constrained batches that failed inside the grammar and ran again unconstrained."""
 
     def add(self, size: int) -> None:
         self.batches += 1
@@ -144,6 +157,9 @@ class HFModel:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.stats = BatchStats()
+        self.grammar = grammar_wanted() and grammar_available()
+        """Whether ``json_schema`` is enforced (:mod:`goa.inference.json_grammar`)."""
+        self._constraint: SchemaConstraint | None = None
         # MoE (goa.inference.moe): token slots per expert per layer, for every forward pass
         self.expert_load = ExpertLoad.attach(self.model) if is_moe(self.model) else None
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
@@ -320,10 +336,26 @@ class HFModel:
         extra: dict[str, Any] = {}
         if stops:
             extra["stopping_criteria"] = [_StopOnText(tokenizer, stops, width)]
-        with torch.inference_mode():
-            output = self.model.generate(
-                **encoded, generation_config=GenerationConfig(**options), **extra
-            )
+        config = GenerationConfig(**options)
+        schema = first.json_schema if self.grammar else None
+        try:
+            if schema is not None:
+                extra["logits_processor"] = [self._schema_constraint().processor(schema)]
+            with torch.inference_mode():
+                output = self.model.generate(**encoded, generation_config=config, **extra)
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception:
+            if schema is None:
+                raise
+            # The grammar failed (json_grammar's docs): answer unconstrained, stop constraining.
+            self.grammar = False
+            self.stats.grammar_failures += 1
+            extra.pop("logits_processor", None)
+            with torch.inference_mode():
+                output = self.model.generate(**encoded, generation_config=config, **extra)
+        else:
+            self.stats.grammar_batches += int(schema is not None)
         self.stats.steps += int(output.shape[1] - width)
         prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
         ended = self._stop_ids()
@@ -333,6 +365,12 @@ class HFModel:
             )
             for row, request in enumerate(requests)
         ]
+
+    def _schema_constraint(self) -> SchemaConstraint:
+        if self._constraint is None:
+            vocab = int(self.model.get_output_embeddings().weight.shape[0])
+            self._constraint = SchemaConstraint(self.tokenizer, vocab)
+        return self._constraint
 
     def _reply(
         self,
