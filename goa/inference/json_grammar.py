@@ -69,10 +69,9 @@ class SchemaConstraint:
         self._compiled: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def processor(self, schema: dict[str, Any]) -> Any:
+    def processor(self, schema: dict[str, Any]) -> GrammarMask:
         """A fresh logits processor constraining every row of one ``generate`` call."""
         import xgrammar as xgr
-        from xgrammar.contrib.hf import LogitsProcessor
 
         key = schema_key(schema)
         assert key is not None
@@ -86,11 +85,52 @@ class SchemaConstraint:
             if compiled is None:
                 compiled = self._compiler.compile_json_schema(key, any_whitespace=False)
                 self._compiled[key] = compiled
-        return LogitsProcessor(compiled)
+        return GrammarMask(compiled, self._vocab_size)
+
+
+class GrammarMask:
+    """A logits processor for one ``generate`` call: one xgrammar matcher per row, fed the
+    token the row chose at the previous step; the tokens its grammar does not allow next get
+    ``-inf``. The mask is applied with plain torch operations (xgrammar's own CUDA path JIT-
+    compiles a Triton kernel, which needs a C compiler the GPU machine may lack); a row whose
+    value is complete is left to end on its end-of-sequence token."""
+
+    def __init__(self, compiled: Any, vocab_size: int) -> None:
+        self._compiled = compiled
+        self._vocab_size = vocab_size
+        self._matchers: list[Any] = []
+        self._bitmask: Any = None
+        self._started = False
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+        import xgrammar as xgr
+
+        rows = int(input_ids.shape[0])
+        if not self._matchers:
+            self._matchers = [xgr.GrammarMatcher(self._compiled) for _ in range(rows)]
+            self._bitmask = xgr.allocate_token_bitmask(rows, self._vocab_size)
+        if self._started:
+            chosen = input_ids[:, -1].tolist()
+            for matcher, token in zip(self._matchers, chosen, strict=True):
+                if not matcher.is_terminated():
+                    matcher.accept_token(int(token))
+        self._started = True
+        for row, matcher in enumerate(self._matchers):
+            if not matcher.is_terminated():
+                matcher.fill_next_token_bitmask(self._bitmask, row)
+        words = self._bitmask.to(scores.device)
+        shifts = torch.arange(32, device=scores.device, dtype=words.dtype)
+        allowed = ((words.unsqueeze(-1) >> shifts) & 1).bool().reshape(rows, -1)
+        width = min(int(scores.shape[-1]), int(allowed.shape[-1]))
+        masked = scores.clone()
+        masked[:, :width] = masked[:, :width].masked_fill(~allowed[:, :width], float("-inf"))
+        return masked
 
 
 __all__ = [
     "GRAMMAR_ENV",
+    "GrammarMask",
     "SchemaConstraint",
     "grammar_available",
     "grammar_wanted",
