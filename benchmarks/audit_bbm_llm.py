@@ -122,7 +122,7 @@ from benchmarks.audit_bbm import (
     score,
     setting_label,
 )
-from benchmarks.results_file import RESULTS_DIR, gpu_name, write_result
+from benchmarks.results_file import RESULTS_DIR, gpu_name, transformers_batching, write_result
 from goa.inference.backend import Backend
 from goa.inference.factory import backend_for_card, local_engine
 from goa.inference.json_grammar import grammar_available, grammar_wanted
@@ -1019,6 +1019,7 @@ def write_outputs(
             "escalation.",
             "engine": results.engine,
             "gpu": gpu_name() if results.engine.startswith("transformers") else None,
+            "batching": transformers_batching(),
             "models": results.models,
             "votes_file": str(votes_path),
             "config": {

@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.results_file import RESULTS_DIR, write_result
+from benchmarks.results_file import RESULTS_DIR, transformers_batching, write_result
 from goa.eval.datasets import shared_data_dir
 from goa.inference.backend import Backend
 from trust.attribution import Attribution, AttributionMethod, Judge
@@ -309,6 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "max_step_chars": args.max_step_chars,
         "elapsed_s": round(elapsed, 1),
         "published_gpt4o_with_gt": PUBLISHED_GPT4O,
+        "batching": transformers_batching(),
     }
     if simulated:
         extra["noise"] = asdict(DEFAULT_NOISE)

@@ -52,7 +52,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.results_file import RESULTS_DIR, gpu_name, machine, write_result
+from benchmarks.results_file import (
+    RESULTS_DIR,
+    gpu_name,
+    machine,
+    transformers_batching,
+    write_result,
+)
 from goa.cards import ModelCard
 from goa.eval.datasets import load_dataset
 from goa.eval.method_specs import MethodSpec, build_method
@@ -252,25 +258,6 @@ def write_outputs(summary: dict[str, Any], args: argparse.Namespace, extra: dict
     (RESULTS_DIR / f"{NAME}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _batching() -> dict[str, Any]:
-    """Mean and largest batch per model, when the transformers engine ran."""
-    if "goa.inference.transformers_backend" not in sys.modules:
-        return {}
-    from goa.inference.transformers_backend import loaded_models
-
-    return {
-        m.name: {
-            "batches": m.stats.batches,
-            "requests": m.stats.requests,
-            "mean_batch": round(m.stats.mean, 1),
-            "largest_batch": m.stats.largest,
-            "oom_splits": m.stats.splits,
-            "load_s": round(m.load_s, 1),
-        }
-        for m in loaded_models()
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--limit", type=int, default=100)
@@ -317,7 +304,7 @@ def main() -> None:
         "limit": args.limit,
         "max_tokens": args.max_tokens,
         "concurrency": args.concurrency,
-        "batching": _batching(),
+        "batching": transformers_batching(),
         "note": (
             "REAL models (not simulated): the four embedded GGUF models of the local pool. "
             "Metrics cover the questions every method finished; best_single_acc is the best "

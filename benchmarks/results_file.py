@@ -79,3 +79,26 @@ def _module_name() -> str:
     main = sys.modules["__main__"]
     spec = getattr(main, "__spec__", None)
     return spec.name if spec is not None else Path(sys.argv[0]).stem
+
+
+def transformers_batching() -> dict[str, Any]:
+    """How the transformers backend batched in this process, per loaded model (batches,
+    requests, mean and largest batch, out-of-memory splits, batches under a JSON grammar and
+    grammar failures, load time); empty when that backend was not used."""
+    if "goa.inference.transformers_backend" not in sys.modules:
+        return {}
+    from goa.inference.transformers_backend import loaded_models
+
+    return {
+        m.name: {
+            "batches": m.stats.batches,
+            "requests": m.stats.requests,
+            "mean_batch": round(m.stats.mean, 1),
+            "largest_batch": m.stats.largest,
+            "oom_splits": m.stats.splits,
+            "grammar_batches": m.stats.grammar_batches,
+            "grammar_failures": m.stats.grammar_failures,
+            "load_s": round(m.load_s, 1),
+        }
+        for m in loaded_models()
+    }

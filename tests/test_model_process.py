@@ -117,3 +117,13 @@ def test_processes_are_the_default_on_a_gpu_only(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("GOA_MODEL_PROCESSES", "maybe")
     with pytest.raises(GoaError, match="GOA_MODEL_PROCESSES"):
         use_processes("cpu")
+
+
+def test_grammar_counters_come_back_from_the_child(served: ModelProcess) -> None:
+    pytest.importorskip("xgrammar")
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    request = ChatRequest.of("Is it fine?", max_tokens=12, json_schema=schema)
+    (text,) = _texts(TransformersBackend("tiny-saved", loaded=served), [request])
+    assert text.startswith('{"ok":')
+    assert served.stats.grammar_batches >= 1
+    assert served.stats.grammar_failures == 0

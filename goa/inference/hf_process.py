@@ -34,7 +34,7 @@ from typing import Any
 from goa.errors import ModelFileError, ModelRequestError
 from goa.inference.hf_model import BatchStats, HFModel, Job
 
-_Counters = tuple[int, int, int, int, int]
+_Counters = tuple[int, int, int, int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,15 @@ class ProcessSpec:
 
 
 def _counters(stats: BatchStats) -> _Counters:
-    return (stats.batches, stats.requests, stats.largest, stats.splits, stats.steps)
+    return (
+        stats.batches,
+        stats.requests,
+        stats.largest,
+        stats.splits,
+        stats.steps,
+        stats.grammar_batches,
+        stats.grammar_failures,
+    )
 
 
 def _serve(conn: Connection, spec: ProcessSpec) -> None:
@@ -129,7 +137,7 @@ class ModelProcess:
             self._process.join()
             raise value
         self.load_s = float(value)
-        self._counters: _Counters = (0, 0, 0, 0, 0)
+        self._counters: _Counters = (0, 0, 0, 0, 0, 0, 0)
         self._pending: dict[int, Job] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count()
@@ -142,9 +150,15 @@ class ModelProcess:
     @property
     def stats(self) -> BatchStats:
         """The child's batch counters as of its latest reply (no batch sizes list)."""
-        batches, requests, largest, splits, steps = self._counters
+        batches, requests, largest, splits, steps, grammar, failures = self._counters
         return BatchStats(
-            batches=batches, requests=requests, largest=largest, splits=splits, steps=steps
+            batches=batches,
+            requests=requests,
+            largest=largest,
+            splits=splits,
+            steps=steps,
+            grammar_batches=grammar,
+            grammar_failures=failures,
         )
 
     @property
