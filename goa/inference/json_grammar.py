@@ -26,23 +26,17 @@ xgrammar is run again unconstrained and the model stops constraining (counted in
 from __future__ import annotations
 
 import json
-import os
 import threading
 from typing import Any
 
-from goa.errors import GoaError
+from goa.inference.switches import env_switch
 
 GRAMMAR_ENV = "GOA_JSON_GRAMMAR"
 
 
 def grammar_wanted() -> bool:
     """``GOA_JSON_GRAMMAR`` (1 or 0; default 1)."""
-    raw = os.environ.get(GRAMMAR_ENV, "").strip().lower()
-    if raw in ("", "1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise GoaError(f"{GRAMMAR_ENV} must be 1 or 0, not {raw!r}")
+    return env_switch(GRAMMAR_ENV, True)
 
 
 def grammar_available() -> bool:

@@ -84,6 +84,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from goa.errors import GoaError, ModelTooLargeError
+from goa.inference.switches import env_switch
 
 GIB = 2**30
 WORKSPACE_FRACTION = 0.10
@@ -500,12 +501,7 @@ def available(device: str) -> int:
 
 def check_enabled() -> bool:
     """``GOA_MEMORY_CHECK``: 1 (default) or 0."""
-    raw = os.environ.get("GOA_MEMORY_CHECK", "").strip().lower()
-    if raw in ("", "1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise GoaError(f"GOA_MEMORY_CHECK must be 1 or 0, not {raw!r}")
+    return env_switch("GOA_MEMORY_CHECK", True)
 
 
 def check_fits(

@@ -55,6 +55,7 @@ from goa.inference.hf_model import (
 )
 from goa.inference.hf_process import ModelProcess, ProcessSpec
 from goa.inference.likelihood import TokenLogprob
+from goa.inference.switches import env_switch
 from goa.inference.types import ChatRequest, Completion, Message
 
 BACKEND_NAME = "transformers"
@@ -132,28 +133,15 @@ def reserve_gpu_memory(device: str) -> float:
     return gib
 
 
-_SWITCH = {"1": True, "true": True, "yes": True, "on": True}
-_SWITCH.update({"0": False, "false": False, "no": False, "off": False})
-
-
-def _switch(variable: str, default: bool) -> bool:
-    raw = os.environ.get(variable, "").strip().lower()
-    if not raw:
-        return default
-    if raw not in _SWITCH:
-        raise GoaError(f"{variable} must be 1 or 0, not {raw!r}")
-    return _SWITCH[raw]
-
-
 def use_processes(device: str) -> bool:
     """Whether models on ``device`` run in child processes: ``GOA_MODEL_PROCESSES``
     (1 or 0) when set, else on a GPU only (a CPU is busy enough with one model)."""
-    return _switch("GOA_MODEL_PROCESSES", device.startswith("cuda"))
+    return env_switch("GOA_MODEL_PROCESSES", device.startswith("cuda"))
 
 
 def configure_attention(device: str) -> None:
     """Switch off cuDNN attention on a GPU unless ``GOA_CUDNN_ATTENTION=1`` (module docs)."""
-    if device.startswith("cuda") and not _switch("GOA_CUDNN_ATTENTION", False):
+    if device.startswith("cuda") and not env_switch("GOA_CUDNN_ATTENTION", False):
         import torch
 
         torch.backends.cuda.enable_cudnn_sdp(False)
