@@ -62,7 +62,7 @@ from typing import Any
 from benchmarks.results_file import RESULTS_DIR, write_result
 from goa.eval.datasets import shared_data_dir
 from trust.audit import AuditConfig, AuditReport, audit_trace
-from trust.auditors import Auditor, ComputationalAuditor
+from trust.auditors import Auditor, AuditorBase, ComputationalAuditor
 from trust.consensus import ConsensusParams, Decision, TierRules
 from trust.decompose import decompose
 from trust.segment import AssignmentError, Segment
@@ -207,7 +207,7 @@ def colluder_vote(gold: Gold, index: int) -> Vote:
     return Vote.ABSTAIN if truth is None else truth
 
 
-class SimulatedAuditor:
+class SimulatedAuditor(AuditorBase):
     """A SIMULATED evaluator or human expert that knows the trace's gold label."""
 
     def __init__(
@@ -220,20 +220,11 @@ class SimulatedAuditor:
         tier: Tier = Tier.LLM,
         seed: int = 0,
     ) -> None:
-        self._id = auditor_id
-        self._tier = tier
+        super().__init__(auditor_id, tier)
         self.gold = gold
         self.accuracy = accuracy
         self.role = role
         self.seed = seed
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def tier(self) -> Tier:
-        return self._tier
 
     def vote(self, index: int) -> Vote:
         """This auditor's vote on step ``index`` (0-based); the same on every call."""

@@ -10,7 +10,7 @@ import pytest
 
 from goa.testing import ScriptedBackend
 from trust.audit import AuditConfig, audit_trace
-from trust.auditors import ComputationalAuditor
+from trust.auditors import AuditorBase, ComputationalAuditor
 from trust.consensus import Decision
 from trust.decompose import decompose
 from trust.ledger import Ledger
@@ -19,22 +19,13 @@ from trust.segment import Segment
 from trust.verdict import Tier, Verdict, Vote
 
 
-class FixedAuditor:
+class FixedAuditor(AuditorBase):
     """An evaluator that votes ``invalid`` on the steps named in ``against``, else ``valid``."""
 
     def __init__(self, auditor_id: str, against: set[str], tier: Tier = Tier.LLM) -> None:
-        self._id = auditor_id
-        self._tier = tier
+        super().__init__(auditor_id, tier)
         self.against = against
         self.seen: list[str] = []
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def tier(self) -> Tier:
-        return self._tier
 
     async def judge(self, segment: Segment) -> Verdict:
         self.seen.append(segment.id)
@@ -43,20 +34,11 @@ class FixedAuditor:
         return Verdict(vote=Vote.VALID, confidence=0.9, reason=f"{self._id}: fine")
 
 
-class RefusingAuditor:
+class RefusingAuditor(AuditorBase):
     """An auditor that must never be asked: its tier is not reached."""
 
     def __init__(self, auditor_id: str, tier: Tier = Tier.LLM) -> None:
-        self._id = auditor_id
-        self._tier = tier
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def tier(self) -> Tier:
-        return self._tier
+        super().__init__(auditor_id, tier)
 
     async def judge(self, segment: Segment) -> Verdict:
         raise AssertionError(f"{self._id} was asked about {segment.id}")

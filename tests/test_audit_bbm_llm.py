@@ -33,7 +33,7 @@ from goa.errors import ModelRequestError
 from goa.inference.scripted import ScriptedBackend
 from goa.inference.types import ChatRequest, Completion
 from trust.audit import AuditConfig, audit_trace
-from trust.auditors import ComputationalAuditor
+from trust.auditors import AuditorBase, ComputationalAuditor
 from trust.decompose import decompose
 from trust.segment import Segment
 from trust.verdict import Tier, Verdict, Vote
@@ -200,19 +200,12 @@ def test_steps_the_computational_auditor_decides_are_not_sent_to_the_models() ->
 # ---------------------------------------------------------------------- replay
 
 
-class ReplayAuditor:
+class ReplayAuditor(AuditorBase):
     """Votes what a cached pair says, through the real audit_trace."""
 
     def __init__(self, pair: PairVotes) -> None:
+        super().__init__(f"llm:{pair.model}", Tier.LLM)
         self.pair = pair
-
-    @property
-    def id(self) -> str:
-        return f"llm:{self.pair.model}"
-
-    @property
-    def tier(self) -> Tier:
-        return Tier.LLM
 
     async def judge(self, segment: Segment) -> Verdict:
         step = self.pair.steps[int(segment.id.removeprefix("step")) - 1]

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Auditor",
+    "AuditorBase",
     "ClaimCheck",
     "ComputationalAuditor",
     "FileQueueAuditor",
@@ -83,6 +84,22 @@ class Auditor(Protocol):
     def tier(self) -> Tier: ...
 
     async def judge(self, segment: Segment) -> Verdict: ...
+
+
+class AuditorBase:
+    """The ``id`` and ``tier`` of an :class:`Auditor`; a subclass adds ``judge``."""
+
+    def __init__(self, id: str, tier: Tier) -> None:
+        self._id = id
+        self._tier = tier
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def tier(self) -> Tier:
+        return self._tier
 
 
 # --- Computational: arithmetic ----------------------------------------------------------
@@ -256,7 +273,7 @@ def _squash(text: str) -> str:
     return re.sub(r"\s+", "", text)
 
 
-class ComputationalAuditor:
+class ComputationalAuditor(AuditorBase):
     """Checks what can be checked mechanically: arithmetic, and asserted Python code.
 
     The equations are those of the judged node: an operation's own text, or for a step the
@@ -282,19 +299,11 @@ class ComputationalAuditor:
         code_memory_mb: int = 256,
         valid_confidence: float = 1.0,
     ) -> None:
-        self._id = id
+        super().__init__(id, Tier.COMPUTATIONAL)
         self.run_code = run_code
         self.code_timeout_s = code_timeout_s
         self.code_memory_mb = code_memory_mb
         self.valid_confidence = valid_confidence
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def tier(self) -> Tier:
-        return Tier.COMPUTATIONAL
 
     def equations(self, segment: Segment) -> list[str]:
         """The equations of the judged node, without repeats."""
@@ -384,7 +393,7 @@ def parse_verdict(text: str) -> Parsed[Verdict]:
     return Parsed(value=verdict)
 
 
-class LLMAuditor:
+class LLMAuditor(AuditorBase):
     """Judges segments with a language model through goa's inference adapter.
 
     It sends :func:`~trust.audit_prompts.evaluator_prompt` (with the verdict JSON schema, which
@@ -407,8 +416,8 @@ class LLMAuditor:
     ) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be at least 0")
+        super().__init__(id or f"llm:{backend.model}", Tier.LLM)
         self.backend = backend
-        self._id = id or f"llm:{backend.model}"
         self.max_retries = max_retries
         self.temperature = temperature
         self.max_tokens = max_tokens
@@ -420,14 +429,6 @@ class LLMAuditor:
         """An auditor on the model of a goa card (``goa.cards.ModelCard``), id ``llm:<card>``."""
         options.setdefault("id", f"llm:{card.id}")
         return cls(backend_for_card(card, cache=cache), **options)
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def tier(self) -> Tier:
-        return Tier.LLM
 
     def _request(self, messages: Sequence[Message], segment: Segment) -> ChatRequest:
         return ChatRequest(
@@ -497,7 +498,7 @@ def _read(console: Console, prompt: Any, password: bool, stream: TextIO | None) 
     return line.rstrip("\r\n")
 
 
-class HumanAuditor:
+class HumanAuditor(AuditorBase):
     """A person at a terminal judges each segment: vote, confidence, reason.
 
     The segment is shown in a rich panel on ``output`` (default: the terminal) and the answers
@@ -513,18 +514,10 @@ class HumanAuditor:
         input: TextIO | None = None,
         output: TextIO | None = None,
     ) -> None:
-        self._id = id
+        super().__init__(id, Tier.HUMAN)
         self._input = input
         self._console = Console(file=output, highlight=False) if output else Console()
         self._lock = asyncio.Lock()
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def tier(self) -> Tier:
-        return Tier.HUMAN
 
     def _ask(self, segment: Segment) -> Verdict:
         console = self._console
@@ -569,7 +562,7 @@ ANSWER_FORMAT = "trust-review-answer/1"
 ITEM_FORMAT = "trust-review-item/1"
 
 
-class FileQueueAuditor:
+class FileQueueAuditor(AuditorBase):
     """Human review through a directory, for reviewers who answer later.
 
     ``judge`` writes the segment to ``<queue>/pending/<item>.json`` (once; ``item`` is
@@ -590,16 +583,8 @@ class FileQueueAuditor:
     """
 
     def __init__(self, queue_dir: Path | str, id: str = "review-queue") -> None:
+        super().__init__(id, Tier.HUMAN)
         self.queue_dir = Path(queue_dir)
-        self._id = id
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def tier(self) -> Tier:
-        return Tier.HUMAN
 
     @property
     def pending_dir(self) -> Path:
