@@ -77,7 +77,9 @@ __all__ = [
     "Judge",
     "Spend",
     "all_at_once_attribution",
+    "ask_decisive",
     "binary_search_attribution",
+    "check_attributable",
     "estimate_tokens",
     "match_agent",
     "parse_culprit",
@@ -355,7 +357,8 @@ async def ask_decisive(
     )
 
 
-def _check(log: InteractionLog) -> None:
+def check_attributable(log: InteractionLog) -> None:
+    """A :class:`ValueError` for a log with no steps (nothing to attribute)."""
     if not log.steps:
         raise ValueError(f"log {log.id!r} has no steps to attribute")
 
@@ -371,7 +374,7 @@ async def random_attribution(
     """A uniform agent of ``log.agent_names()`` and, independently, a uniform step. The judge
     and ``with_ground_truth`` are not used; ``seed`` (an int or a ``random.Random``) makes it
     reproducible."""
-    _check(log)
+    check_attributable(log)
     rng = seed if isinstance(seed, random.Random) else random.Random(seed)
     agent = rng.choice(log.agent_names())
     step = rng.randrange(len(log.steps))
@@ -387,7 +390,7 @@ async def all_at_once_attribution(
     seed: int | random.Random | None = None,
 ) -> Attribution:
     """The judge reads the whole log once and names the agent and the step."""
-    _check(log)
+    check_attributable(log)
     spend = Spend()
     prompt = all_at_once_prompt(
         log, with_ground_truth=with_ground_truth, max_step_chars=judge.max_step_chars
@@ -418,7 +421,7 @@ async def step_by_step_attribution(
     seed: int | random.Random | None = None,
 ) -> Attribution:
     """Step by step from the first; the first step the judge calls decisive is the answer."""
-    _check(log)
+    check_attributable(log)
     spend = Spend()
     for index, step in enumerate(log.steps):
         prompt = step_prompt(
@@ -441,7 +444,7 @@ async def binary_search_attribution(
     seed: int | random.Random | None = None,
 ) -> Attribution:
     """Halve the range of steps, keeping the half the judge points to, down to one step."""
-    _check(log)
+    check_attributable(log)
     spend = Spend()
     lo, hi = 0, len(log.steps) - 1
     reason = "the log has one step"

@@ -38,6 +38,7 @@ from trust.attribution import (
     Judge,
     Spend,
     ask_decisive,
+    check_attributable,
 )
 from trust.attribution_prompts import premise_step_prompt
 from trust.cig import CIG, build_cig
@@ -76,8 +77,7 @@ async def cig_attribution(
 ) -> Attribution:
     """Attribute ``log``'s failure along its causal interaction graph (module docs).
     ``graph`` is built with the deterministic rules when not given; ``seed`` is unused."""
-    if not log.steps:
-        raise ValueError(f"log {log.id!r} has no steps to attribute")
+    check_attributable(log)
     graph = graph if graph is not None else build_cig(log)
     spend = Spend()
     chain = candidates(log, graph)

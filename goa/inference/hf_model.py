@@ -157,8 +157,10 @@ class HFModel:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.stats = BatchStats()
-        self.grammar = grammar_wanted() and grammar_available()
-        """Whether ``json_schema`` is enforced (:mod:`goa.inference.json_grammar`)."""
+        self.grammar = grammar_wanted()
+        """Whether ``json_schema`` is enforced (:mod:`goa.inference.json_grammar`); set off
+        at the first schema when xgrammar does not import, so a model that never sees one
+        never imports it."""
         self._constraint: SchemaConstraint | None = None
         # MoE (goa.inference.moe): token slots per expert per layer, for every forward pass
         self.expert_load = ExpertLoad.attach(self.model) if is_moe(self.model) else None
@@ -338,6 +340,8 @@ class HFModel:
             extra["stopping_criteria"] = [_StopOnText(tokenizer, stops, width)]
         config = GenerationConfig(**options)
         schema = first.json_schema if self.grammar else None
+        if schema is not None and not grammar_available():
+            self.grammar, schema = False, None
         try:
             if schema is not None:
                 extra["logits_processor"] = [self._schema_constraint().processor(schema)]
