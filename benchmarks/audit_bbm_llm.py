@@ -92,6 +92,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import hashlib
 import json
 import os
@@ -122,10 +123,15 @@ from benchmarks.audit_bbm import (
     score,
     setting_label,
 )
-from benchmarks.results_file import RESULTS_DIR, gpu_name, transformers_batching, write_result
+from benchmarks.results_file import (
+    RESULTS_DIR,
+    engine_label,
+    gpu_name,
+    transformers_batching,
+    write_result,
+)
 from goa.inference.backend import Backend
-from goa.inference.factory import backend_for_card, local_engine
-from goa.inference.json_grammar import grammar_available, grammar_wanted
+from goa.inference.factory import backend_for_card
 from goa.pools import load_pool
 from trust.audit import REQUESTER
 from trust.auditors import Auditor, ComputationalAuditor, LLMAuditor
@@ -238,17 +244,6 @@ def pool_evaluators(
     ]
 
 
-def engine_label(backend: str) -> str:
-    """The engine that casts a card's votes, as recorded with them: ``llamacpp`` (a grammar
-    enforces the verdict schema), ``transformers+grammar`` (xgrammar enforces it) or
-    ``transformers`` (nothing does: the GPU run of 2026-11-29; set ``GOA_JSON_GRAMMAR=0``
-    to replay those votes), or the card's backend."""
-    engine = local_engine() if backend == "llamacpp" else backend
-    if engine == "transformers" and grammar_wanted() and grammar_available():
-        return "transformers+grammar"
-    return engine
-
-
 @dataclass(frozen=True)
 class JudgeSettings:
     """What a cached vote depends on besides the trace and the model."""
@@ -331,7 +326,12 @@ class VoteStore:
         skipped = 0
         if not self.path.is_file():
             return found, skipped
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        if self.path.suffix == ".gz":  # a committed votes file, read as it is
+            with gzip.open(self.path, "rt", encoding="utf-8") as handle:
+                text = handle.read()
+        else:
+            text = self.path.read_text(encoding="utf-8")
+        for line in text.splitlines():
             if not line.strip():
                 continue
             try:
@@ -1142,6 +1142,11 @@ def main(
         models = [m for m in args.models.split(",") if m]
         evaluators = pool_evaluators(args.pool, models, cache=args.response_cache)
     votes_path = args.votes or args.out / f"{NAME}.votes.jsonl"
+    if votes_path.suffix == ".gz" and not args.replay_only:
+        parser.error(
+            f"--votes {votes_path}: a gzipped votes file is read only; "
+            "give --replay-only, or gunzip it to add votes"
+        )
     settings = JudgeSettings(max_tokens=args.max_tokens, max_retries=args.max_retries)
     results = run(
         traces,

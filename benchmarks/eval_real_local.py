@@ -31,7 +31,9 @@ weights instead of llama.cpp's quantised kernels).
 Stopping and resuming: ``--budget-s`` cancels what is still running after that
 many seconds; every finished sample is in the log, and a later run with the
 same ``--log`` resumes. The metrics cover the questions that *every* method
-finished, so methods are compared on the same questions.
+finished, so methods are compared on the same questions. ``--retry-failed`` runs
+again the logged questions whose model calls failed (out of GPU memory, say); their
+new lines supersede the old ones.
 
 Usage::
 
@@ -115,6 +117,7 @@ async def run_all(args: argparse.Namespace, specs: list[MethodSpec]) -> None:
             dataset="mmlu",
             concurrency=args.concurrency,
             on_progress=progress,
+            retry_failed=args.retry_failed,
         )
         for spec in specs
     ]
@@ -267,6 +270,11 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=math.inf)
     parser.add_argument("--log", type=Path, default=Path("goa-runs") / f"{NAME}.jsonl")
     parser.add_argument("--summarize-only", action="store_true")
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run again the logged questions whose model calls failed",
+    )
     parser.add_argument(
         "--methods", default="", help="comma-separated labels to run (default: all)"
     )

@@ -81,10 +81,26 @@ def _module_name() -> str:
     return spec.name if spec is not None else Path(sys.argv[0]).stem
 
 
+def engine_label(backend: str) -> str:
+    """The engine that answers a card's requests, as recorded beside what they produced
+    (votes, attributions): ``llamacpp`` (a grammar enforces JSON schemas),
+    ``transformers+grammar`` (xgrammar enforces them) or ``transformers`` (nothing does:
+    the GPU run of 2026-11-29; set ``GOA_JSON_GRAMMAR=0`` to replay its votes), or the
+    card's backend."""
+    from goa.inference.factory import local_engine
+    from goa.inference.json_grammar import grammar_available, grammar_wanted
+
+    engine = local_engine() if backend == "llamacpp" else backend
+    if engine == "transformers" and grammar_wanted() and grammar_available():
+        return "transformers+grammar"
+    return engine
+
+
 def transformers_batching() -> dict[str, Any]:
     """How the transformers backend batched in this process, per loaded model (batches,
     requests, mean and largest batch, out-of-memory splits, batches under a JSON grammar and
-    grammar failures, load time); empty when that backend was not used."""
+    grammar failures, seconds spent running batches, load time); empty when that backend
+    was not used."""
     if "goa.inference.transformers_backend" not in sys.modules:
         return {}
     from goa.inference.transformers_backend import loaded_models
@@ -98,6 +114,7 @@ def transformers_batching() -> dict[str, Any]:
             "oom_splits": m.stats.splits,
             "grammar_batches": m.stats.grammar_batches,
             "grammar_failures": m.stats.grammar_failures,
+            "busy_s": round(m.stats.busy_s, 1),
             "load_s": round(m.load_s, 1),
         }
         for m in loaded_models()

@@ -52,6 +52,14 @@ def eval_command(
         typer.Option(help="The JSONL log (default: goa-runs/DATA.jsonl); a rerun resumes it."),
     ] = None,
     cache: Annotated[bool, typer.Option(help="Use the response cache.")] = True,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Run again the logged questions whose model calls failed (a server down, "
+            "out of memory); their new lines supersede the old ones.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summaries as JSON.")] = False,
     record: Annotated[
         bool,
@@ -97,7 +105,17 @@ def eval_command(
         )
     path = log or Path("goa-runs") / f"{_log_stem(data)}.jsonl"
     summaries = [
-        asyncio.run(_run(build_method(spec, chosen), samples, path, data, concurrency, as_json))
+        asyncio.run(
+            _run(
+                build_method(spec, chosen),
+                samples,
+                path,
+                data,
+                concurrency,
+                as_json,
+                retry_failed=retry_failed,
+            )
+        )
         for spec in specs
     ]
     if record:
@@ -109,7 +127,14 @@ def eval_command(
 
 
 async def _run(
-    method: Any, samples: Any, path: Path, data: str, concurrency: int, quiet: bool
+    method: Any,
+    samples: Any,
+    path: Path,
+    data: str,
+    concurrency: int,
+    quiet: bool,
+    *,
+    retry_failed: bool = False,
 ) -> RunSummary:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -140,6 +165,7 @@ async def _run(
             dataset=data,
             concurrency=concurrency,
             on_progress=on_progress,
+            retry_failed=retry_failed,
         )
 
 

@@ -4,10 +4,13 @@ votes file (caching, resume), the adversary replay, and the result files."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import random
 import re
 from pathlib import Path
+
+import pytest
 
 from benchmarks import audit_bbm_llm
 from benchmarks.audit_bbm import Role, Setting, Trace
@@ -364,3 +367,16 @@ def test_main_writes_the_result_files_and_reuses_the_votes(
     assert again["calls_this_run"] == 0
     assert again["pairs_reused"] == 4
     assert again["acc_adv0"] == metrics["acc_adv0"]
+
+    # the committed form of the votes: gzipped, replayed as it is, and never appended to
+    gz = tmp_path / "votes.jsonl.gz"
+    gz.write_bytes(gzip.compress((out / "audit-bbm-llm.votes.jsonl").read_bytes()))
+    replayed_out = tmp_path / "replayed"
+    replay_argv = [*argv[:-1], str(replayed_out), "--votes", str(gz), "--replay-only"]
+    audit_bbm_llm.main(replay_argv, evaluators=evaluators(), quiet=True)
+    replayed = json.loads((replayed_out / "audit-bbm-llm.json").read_text(encoding="utf-8"))
+    assert replayed["metrics"]["acc_adv0"] == metrics["acc_adv0"]
+    assert replayed["metrics"]["calls_this_run"] == 0
+    with pytest.raises(SystemExit) as refused:
+        audit_bbm_llm.main([*argv, "--votes", str(gz)], evaluators=evaluators(), quiet=True)
+    assert refused.value.code == 2

@@ -170,3 +170,24 @@ def test_questions_a_card_was_profiled_on_are_refused(
     )
     assert result.exit_code == 2
     assert result.stderr.startswith("error: card(s) x were profiled on some of these questions")
+
+
+def test_retry_failed_asks_again_only_for_the_questions_whose_calls_failed(
+    setup: tuple[Path, dict[str, Agent]], tmp_path: Path
+) -> None:
+    data, agents = setup
+    log = tmp_path / "run.jsonl"
+    args = ("--method", "single", "--data", str(data), "--pool", "trio", "--log", str(log))
+    assert invoke(*args, "--json").exit_code == 0
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    for line in lines:  # as if q2's call had run out of memory
+        if line["sample_id"] == "q2":
+            line.update(failed_calls=1, correct=False, no_answer=True)
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    before = sum(len(a.requests) for a in agents.values())
+    result = invoke(*args, "--json", "--retry-failed")
+    assert result.exit_code == 0, result.output
+    assert sum(len(a.requests) for a in agents.values()) == before + 1
+    (summary,) = json.loads(result.stdout)
+    assert (summary["n"], summary["correct"]) == (4, 3)
+    assert len(log.read_text().splitlines()) == 5

@@ -319,6 +319,57 @@ def test_duplicates_keep_the_first_line(tmp_path: Path) -> None:
     assert contents.records[0].correct
 
 
+class Flaky(Scripted):
+    """Like :class:`Scripted`, but the model call of the questions in ``down`` fails."""
+
+    def __init__(self, down: set[int]) -> None:
+        super().__init__()
+        self.down = down
+
+    async def solve(self, question: str, *, answer_format: str) -> MethodOutcome:
+        match = _INDEX.match(question)
+        assert match is not None
+        if int(match.group(1)) not in self.down:
+            return await super().solve(question, answer_format=answer_format)
+        self.asked.append(int(match.group(1)))
+        record = CallRecord(agent="a1", stage="answer", error="CUDA out of memory")
+        return MethodOutcome(
+            method=self.name,
+            answer=None,
+            answered=False,
+            reason="no agent answered",
+            responses=[record],
+            totals=Totals.of([record]),
+        )
+
+
+def test_retry_failed_reruns_only_samples_whose_calls_failed(tmp_path: Path) -> None:
+    log = tmp_path / "run.jsonl"
+    samples = [mc(i) for i in range(6)]
+    first = asyncio.run(run_eval(Flaky({1, 4}), samples, log_path=log, dataset="t"))
+    assert (first.correct, first.no_answer) == (4, 2)
+    # a plain resume keeps the failed lines
+    again = Flaky(set())
+    asyncio.run(run_eval(again, samples, log_path=log, dataset="t"))
+    assert again.asked == []
+    # --retry-failed runs them again; their new lines supersede the old ones
+    retry = Flaky({4})  # sample 4 fails again
+    summary = asyncio.run(run_eval(retry, samples, log_path=log, dataset="t", retry_failed=True))
+    assert sorted(retry.asked) == [1, 4]
+    assert (summary.n, summary.correct, summary.resumed, summary.ran) == (6, 5, 4, 2)
+    contents = read_log(log)
+    assert (contents.superseded, contents.duplicates) == (2, 0)
+    by_id = {r.sample_id: r for r in contents.records}
+    assert by_id["t/1"].correct
+    assert by_id["t/1"].failed_calls == 0
+    assert by_id["t/4"].failed_calls == 1
+    assert len(lines_of(log)) == 8  # nothing rewritten: two lines appended
+    # the superseding line stays: a later plain run finds 6 samples done
+    last = Flaky(set())
+    assert asyncio.run(run_eval(last, samples, log_path=log, dataset="t")).correct == 5
+    assert last.asked == []
+
+
 # --- SIGKILL and several processes ---------------------------------------------------------
 
 CHILD = r"""

@@ -216,6 +216,20 @@ def test_dense_models_are_left_alone() -> None:
     assert load.snapshot().summary()["forwards"] == 0.0
 
 
+def test_experts_modules_are_found_without_the_newer_attributes() -> None:
+    """transformers 5.17's decorator sets no ``_is_expert_parallel`` (5.20's does): the
+    experts of such a model are still found, hooked and switched (on the H200 they were
+    not, and the MoE benchmark counted every expert as touched at batch 1)."""
+    model = tiny_moe_lm("olmoe")
+    found = [name for name, _ in moe.experts_modules(model)]
+    assert len(found) == model.config.num_hidden_layers
+    for _, module in moe.experts_modules(model):
+        module.__dict__.pop("_is_expert_parallel", None)
+    assert [name for name, _ in moe.experts_modules(model)] == found
+    assert moe.set_experts_implementation(model, "batched_mm") == "batched_mm"
+    assert moe.ExpertLoad.attach(model).layers == found
+
+
 @pytest.mark.parametrize("architecture", MOE_ARCHITECTURES)
 def test_config_fields(architecture: str) -> None:
     from transformers import AutoConfig

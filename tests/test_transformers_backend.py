@@ -276,6 +276,63 @@ def test_real_gguf_model_answers_through_transformers() -> None:
     assert scored.mean > -3.0  # its own greedy reply is likely under the model
 
 
+def test_rows_are_batched_by_length_within_the_padded_token_budget(chat_model: HFModel) -> None:
+    from goa.inference.hf_model import Job
+
+    def job(max_tokens: int) -> Job:
+        return Job(done=lambda _: None, request=ChatRequest.of("q", max_tokens=max_tokens))
+
+    lengths = [150, 5, 140, 10, 8, 400]
+    ready = [(job(8), [1] * n, n) for n in lengths]
+    ready.append((job(100), [1] * 20, 20))
+    budget = 200
+    saved = chat_model.max_batch_tokens
+    chat_model.max_batch_tokens = budget
+    try:
+        batches = chat_model._by_padded_tokens(ready)
+    finally:
+        chat_model.max_batch_tokens = saved
+    assert [[len(tokens) for _, tokens, _ in b] for b in batches] == [
+        [5, 8, 10],  # 3 x (10 + 8) padded tokens
+        [20],  # its 100 new tokens: (20 + 100) x 2 would exceed 200
+        [140],
+        [150],
+        [400],  # longer than the budget: alone
+    ]
+    for batch in batches[:-1]:
+        longest = max(len(tokens) for _, tokens, _ in batch)
+        new = max(j.request.max_tokens for j, _, _ in batch if j.request is not None)
+        assert len(batch) * (longest + new) <= budget
+    assert sorted(id(r) for b in batches for r in b) == sorted(id(r) for r in ready)
+
+
+def test_a_small_token_budget_changes_the_batches_not_the_replies(chat_model: HFModel) -> None:
+    backend = TransformersBackend("tiny-chat", loaded=chat_model)
+    requests = [ChatRequest.of("question " + "x" * n, max_tokens=8) for n in (90, 3, 60, 9, 1)]
+    alone = [_run(backend, [r])[0].text for r in requests]
+    saved = chat_model.max_batch_tokens
+    chat_model.max_batch_tokens = 150
+    try:
+        together = [c.text for c in _run(backend, requests)]
+    finally:
+        chat_model.max_batch_tokens = saved
+    assert together == alone
+
+
+def test_the_padded_token_budget_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from goa.inference.hf_model import DEFAULT_MAX_BATCH_TOKENS, batch_token_budget
+
+    monkeypatch.delenv("GOA_MAX_BATCH_TOKENS", raising=False)
+    assert batch_token_budget() == DEFAULT_MAX_BATCH_TOKENS
+    monkeypatch.setenv("GOA_MAX_BATCH_TOKENS", "65536")
+    assert batch_token_budget() == 65536
+    monkeypatch.setenv("GOA_MAX_BATCH_TOKENS", "0")
+    with pytest.raises(ConfigError, match="GOA_MAX_BATCH_TOKENS"):
+        batch_token_budget()
+
+
 def test_max_batch_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from goa.inference.factory import max_batch
 

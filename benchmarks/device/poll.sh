@@ -4,16 +4,21 @@
 # always, the results of whichever has finished.
 pid=$(cat /root/run/pid); t0=$(date +%s)
 bbm=$(cat /root/run/bbm.pid 2>/dev/null || echo 0)
-running() { kill -0 "$pid" 2>/dev/null || { [ "$bbm" != 0 ] && kill -0 "$bbm" 2>/dev/null; }; }
+daan=$(cat /root/run/daan.pid 2>/dev/null || echo 0)
+alive() { [ "$1" != 0 ] && kill -0 "$1" 2>/dev/null; }
+running() { alive "$pid" || alive "$bbm" || alive "$daan"; }
 while running && [ $(( $(date +%s) - t0 )) -lt "${1:-540}" ]; do
     sleep 20
     echo "--- $(( $(date +%s) - t0 ))s: $(grep -av 'it/s' /root/run/out.txt | tail -1)"
     [ "$bbm" != 0 ] && echo "    bbm: $(tail -n 1 /root/run/bbm.txt 2>/dev/null | cut -c1-160)"
+    [ "$daan" != 0 ] && echo "    daan: $(wc -l < /root/run/daan/daan-whowhen.cases.jsonl 2>/dev/null) attributions"
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 done
 gzip -c /root/run/eval-real-local.jsonl > "$OUT/eval-real-local.jsonl.gz" 2>/dev/null
 grep -av 'it/s' /root/run/out.txt | tail -c 20000 > "$OUT/out.txt"
 if ! kill -0 "$pid" 2>/dev/null; then
+    # (the working tree is copied afresh by each call: results there can be the committed ones;
+    # rebuild them from the log with --summarize-only)
     cp benchmarks/results/eval-real-local.json benchmarks/results/eval-real-local.md \
         benchmarks/results/eval-real-local-samples.csv "$OUT/" 2>/dev/null
     echo FINISHED
@@ -24,6 +29,8 @@ if [ "$bbm" != 0 ]; then
     kill -0 "$bbm" 2>/dev/null || { cp /root/run/bbm-llm/audit-bbm-llm.json "$OUT/" 2>/dev/null; echo BBM FINISHED; }
 fi
 if [ -f /root/run/daan.txt ]; then
-    tail -c 4000 /root/run/daan.txt > "$OUT/daan.txt"
-    cp /root/run/daan/* "$OUT/" 2>/dev/null
+    grep -av 'it/s' /root/run/daan.txt | tail -c 6000 > "$OUT/daan.txt"
+    gzip -c /root/run/daan/daan-whowhen.cases.jsonl > "$OUT/daan-whowhen.cases.jsonl.gz" 2>/dev/null
+    cp /root/run/daan/daan-whowhen.json "$OUT/" 2>/dev/null
+    alive "$daan" || echo DAAN FINISHED
 fi

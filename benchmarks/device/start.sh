@@ -9,8 +9,10 @@
 # diagnostic of a random 1.5B-shaped model while the weights are exported), RESUME (a gzipped
 # per-sample log of an earlier run, in the working tree, to continue from), BBM (1: also start
 # benchmarks.audit_bbm_llm, continuing from the gzipped votes file BBM_VOTES, for BBM_BUDGET s),
-# REPORT (methods to report from the log, when METHODS continues only some), DAAN (a card id:
-# also start benchmarks.daan_whowhen with that local model as the judge, into /root/run/daan).
+# REPORT (methods to report from the log, when METHODS continues only some), RETRY (1: run again
+# the logged questions whose model calls failed), DAAN (a card id: also start
+# benchmarks.daan_whowhen with that local model as the judge, into /root/run/daan, DAAN_CONC
+# attributions at a time, continuing from the gzipped cases file DAAN_CASES when given).
 set -euo pipefail
 export PYTHONUNBUFFERED=1
 [ -d .dev/whl ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
@@ -56,6 +58,7 @@ METHODS="${METHODS:-$singles,goa,goa-majority-exit,moa,self-moa,vote}"
 args=(--limit "${LIMIT:-500}" --concurrency "${CONC:-128}" --budget-s "${BUDGET:-900}")
 [ "$METHODS" != all ] && args+=(--methods "$METHODS")
 [ -n "${REPORT:-}" ] && args+=(--report "$REPORT")  # e.g. every method, when continuing a few
+[ "${RETRY:-0}" = 1 ] && args+=(--retry-failed)
 if [ -n "${RESUME:-}" ] && [ ! -s /root/run/eval-real-local.jsonl ]; then
     gunzip -c "$RESUME" > /root/run/eval-real-local.jsonl
     echo "resuming from $RESUME: $(wc -l < /root/run/eval-real-local.jsonl) samples"
@@ -72,9 +75,13 @@ if [ "${BBM:-0}" = 1 ]; then  # BIG-Bench Mistake with the real models as evalua
     echo $! > /root/run/bbm.pid
 fi
 if [ -n "${DAAN:-}" ]; then  # Who&When attribution with a real local judge (issue 7)
+    mkdir -p /root/run/daan
+    [ -n "${DAAN_CASES:-}" ] && [ ! -s /root/run/daan/daan-whowhen.cases.jsonl ] \
+        && gunzip -c "$DAAN_CASES" > /root/run/daan/daan-whowhen.cases.jsonl
     GOA_MEMORY_CHECK=0 setsid nohup python3 -m benchmarks.daan_whowhen --judge "local:$DAAN" \
-        --concurrency 512 --budget-s "${DAAN_BUDGET:-420}" \
+        --concurrency "${DAAN_CONC:-32}" --budget-s "${DAAN_BUDGET:-420}" --resume \
         --out /root/run/daan > /root/run/daan.txt 2>&1 < /dev/null &
+    echo $! > /root/run/daan.pid
 fi
 setsid nohup python3 -m benchmarks.eval_real_local "${args[@]}" \
     --log /root/run/eval-real-local.jsonl \

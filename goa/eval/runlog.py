@@ -18,7 +18,11 @@ A process killed mid-write can leave at most one partial line at the end of the
 file; the next writer first ends it with a newline so that its own line stays
 whole, and :func:`read_log` skips (and reports) lines that do not parse. A
 sample whose line is not whole counts as not done, so a resumed run does it again.
-Duplicates (the same method and sample id) keep the first line.
+Duplicates (the same method and sample id) keep the first line, except that a
+sample whose kept line has failed model calls (``failed_calls > 0``) is replaced by
+a later line for it: that is how ``run_eval(..., retry_failed=True)`` (``goa eval
+--retry-failed``) reruns samples whose calls failed (a server down, out of memory)
+without rewriting the log.
 """
 
 from __future__ import annotations
@@ -97,6 +101,8 @@ class LogContents:
     """The last line is incomplete (no final newline and not parsable)."""
     duplicates: int = 0
     """Lines dropped because an earlier line has the same method and sample id."""
+    superseded: int = 0
+    """Lines with failed calls replaced by a later line for the same sample (a retry)."""
 
     def done(self, method: str) -> set[str]:
         """The sample ids already logged for ``method``."""
@@ -126,7 +132,7 @@ def read_log(path: Path, *, method: str | None = None) -> LogContents:
     ends_whole = data.endswith(b"\n") or not data
     if ends_whole:
         lines.pop()  # the empty piece after the final newline
-    seen: set[tuple[str, str]] = set()
+    seen: dict[tuple[str, str], int] = {}
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
@@ -139,10 +145,15 @@ def read_log(path: Path, *, method: str | None = None) -> LogContents:
             continue
         if method is not None and record.method != method:
             continue
-        if record.key in seen:
-            contents.duplicates += 1
+        index = seen.get(record.key)
+        if index is not None:
+            if contents.records[index].failed_calls > 0:  # a retry of a failed sample
+                contents.records[index] = record
+                contents.superseded += 1
+            else:
+                contents.duplicates += 1
             continue
-        seen.add(record.key)
+        seen[record.key] = len(contents.records)
         contents.records.append(record)
     return contents
 

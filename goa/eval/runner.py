@@ -285,11 +285,14 @@ async def run_eval(
     semaphore: asyncio.Semaphore | None = None,
     run_id: str | None = None,
     on_progress: OnProgress | None = None,
+    retry_failed: bool = False,
 ) -> RunSummary:
     """Evaluate ``method`` on ``samples``, logging each sample to ``log_path``.
 
     Samples already logged for this method are not run again (resume); the
     summary covers all of ``samples`` (the resumed ones from their log lines).
+    ``retry_failed`` runs again the logged samples with failed model calls; their
+    new lines supersede the old ones (:func:`~goa.eval.runlog.read_log`).
     ``semaphore``, when given, is shared with other runs (one global limit);
     else ``concurrency`` samples run at once. ``on_progress`` is called once
     after resuming and after each sample.
@@ -305,7 +308,11 @@ async def run_eval(
     limit = semaphore or asyncio.Semaphore(concurrency)
     contents: LogContents = read_log(log_path, method=method.name)
     wanted = set(ids)
-    finished: list[LogRecord] = [r for r in contents.records if r.sample_id in wanted]
+    finished: list[LogRecord] = [
+        r
+        for r in contents.records
+        if r.sample_id in wanted and not (retry_failed and r.failed_calls > 0)
+    ]
     resumed = len(finished)
     done_ids = {r.sample_id for r in finished}
     todo = [s for s in samples if s.id not in done_ids]

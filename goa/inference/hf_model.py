@@ -35,6 +35,14 @@ the vocabulary, one row at a time.
 A request that cannot run (an empty continuation to score, a prompt longer than
 the model's context) fails alone; the rest of its batch runs.
 
+Padded tokens. A group's rows are sorted by prompt length and cut into batches
+of at most ``max_batch_tokens`` padded tokens (rows x (longest prompt + largest
+``max_tokens``); ``$GOA_MAX_BATCH_TOKENS``, default 524,288), so that a few long
+prompts do not pad a whole batch to their length: one batch of 130 prompts of up
+to 6,000 tokens is 780,000 padded tokens, the KV cache and attention of which ran
+a GPU shared with other models out of memory. A row longer than the budget runs
+alone.
+
 A batch that runs out of GPU memory is split in halves and run again; a single
 request that does not fit fails with a :class:`~goa.errors.ModelRequestError`.
 """
@@ -42,13 +50,15 @@ request that does not fit fails with a :class:`~goa.errors.ModelRequestError`.
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from goa.errors import ModelRequestError
+from goa.errors import ConfigError, ModelRequestError
 from goa.inference.json_grammar import (
     SchemaConstraint,
     grammar_available,
@@ -61,6 +71,7 @@ from goa.inference.transcript import PLAIN_STOPS, plain_prompt
 from goa.inference.types import ChatRequest, FinishReason, Message, Usage
 
 DEFAULT_MAX_BATCH = 64
+DEFAULT_MAX_BATCH_TOKENS = 524_288
 SAMPLING = {"top_k": 40, "top_p": 0.95}
 
 
@@ -120,6 +131,8 @@ class BatchStats:
     """Batches decoded under a JSON-schema grammar (:mod:`goa.inference.json_grammar`)."""
     grammar_failures: int = 0
     """Constrained batches that failed inside the grammar and ran again unconstrained."""
+    busy_s: float = 0.0
+    """Seconds spent running batches (generation and scoring, failed attempts included)."""
 
     def add(self, size: int) -> None:
         self.batches += 1
@@ -143,10 +156,15 @@ class HFModel:
         *,
         name: str,
         max_batch: int = DEFAULT_MAX_BATCH,
+        max_batch_tokens: int | None = None,
         load_s: float = 0.0,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
+        tokens = max_batch_tokens if max_batch_tokens is not None else batch_token_budget()
+        if tokens < 1:
+            raise ValueError(f"max_batch_tokens must be at least 1, not {tokens}")
+        self.max_batch_tokens = tokens
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
@@ -224,17 +242,37 @@ class HFModel:
                 ready.append((job, *self._row(job)))
             except ValueError as exc:
                 job.done(ModelRequestError(f"transformers:{self.name}: {exc}"))
-        if not ready:
-            return
-        try:
-            results = self._split_on_oom(ready)
-        except Exception as exc:  # torch raises many kinds; each caller gets the error
-            error = ModelRequestError(f"transformers:{self.name}: {exc}")
-            for job, _, _ in ready:
-                job.done(error)
-            return
-        for (job, _, _), result in zip(ready, results, strict=True):
-            job.done(result)
+        for batch in self._by_padded_tokens(ready):
+            try:
+                results = self._split_on_oom(batch)
+            except Exception as exc:  # torch raises many kinds; each caller gets the error
+                error = ModelRequestError(f"transformers:{self.name}: {exc}")
+                for job, _, _ in batch:
+                    job.done(error)
+                continue
+            for (job, _, _), result in zip(batch, results, strict=True):
+                job.done(result)
+
+    def _by_padded_tokens(
+        self, ready: list[tuple[Job, list[int], int]]
+    ) -> list[list[tuple[Job, list[int], int]]]:
+        """``ready`` sorted by prompt length (stable) and cut into batches of at most
+        ``max_batch_tokens`` padded tokens (module docs); a longer row runs alone."""
+        batches: list[list[tuple[Job, list[int], int]]] = []
+        current: list[tuple[Job, list[int], int]] = []
+        for row in sorted(ready, key=lambda r: len(r[1])):
+            job, tokens, _ = row
+            new = job.request.max_tokens if job.request is not None else 0
+            longest = len(tokens) + max(
+                [new, *(j.request.max_tokens for j, _, _ in current if j.request is not None)]
+            )  # rows are sorted: this row is the longest prompt so far
+            if current and longest * (len(current) + 1) > self.max_batch_tokens:
+                batches.append(current)
+                current = []
+            current.append(row)
+        if current:
+            batches.append(current)
+        return batches
 
     def _row(self, job: Job) -> tuple[list[int], int]:
         """A job's tokens and where what is scored starts (generation: the prompt's end)."""
@@ -249,6 +287,7 @@ class HFModel:
     def _split_on_oom(self, ready: list[tuple[Job, list[int], int]]) -> list[object]:
         import torch
 
+        started = time.perf_counter()
         try:
             if ready[0][0].request is None:
                 results: list[object] = list(self._score_rows([(t, s) for _, t, s in ready]))
@@ -256,12 +295,17 @@ class HFModel:
                 requests = [job.request for job, _, _ in ready if job.request is not None]
                 results = list(self._generate_rows(requests, [t for _, t, _ in ready]))
         except torch.cuda.OutOfMemoryError:
+            self.stats.busy_s += time.perf_counter() - started
             if len(ready) == 1:
                 raise
             torch.cuda.empty_cache()
             self.stats.splits += 1
             half = len(ready) // 2
             return self._split_on_oom(ready[:half]) + self._split_on_oom(ready[half:])
+        except BaseException:
+            self.stats.busy_s += time.perf_counter() - started
+            raise
+        self.stats.busy_s += time.perf_counter() - started
         self.stats.add(len(ready))
         return results
 
@@ -490,6 +534,19 @@ class _StopOnText:
         texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
         done = [any(stop in text for stop in self.stops) for text in texts]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+def batch_token_budget() -> int:
+    """Padded tokens per batch: ``$GOA_MAX_BATCH_TOKENS``, default
+    :data:`DEFAULT_MAX_BATCH_TOKENS` (module docs)."""
+    raw = os.environ.get("GOA_MAX_BATCH_TOKENS", "").strip()
+    if not raw:
+        return DEFAULT_MAX_BATCH_TOKENS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(
+            "GOA_MAX_BATCH_TOKENS", f"must be a whole number of 1 or more, not {raw!r}"
+        )
+    return int(raw)
 
 
 def _batch_seed(requests: Sequence[ChatRequest]) -> int:

@@ -34,7 +34,7 @@ from typing import Any
 from goa.errors import ModelFileError, ModelRequestError
 from goa.inference.hf_model import BatchStats, HFModel, Job
 
-_Counters = tuple[int, int, int, int, int, int, int]
+_Counters = tuple[int, int, int, int, int, int, int, float]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ def _counters(stats: BatchStats) -> _Counters:
         stats.steps,
         stats.grammar_batches,
         stats.grammar_failures,
+        stats.busy_s,
     )
 
 
@@ -137,7 +138,7 @@ class ModelProcess:
             self._process.join()
             raise value
         self.load_s = float(value)
-        self._counters: _Counters = (0, 0, 0, 0, 0, 0, 0)
+        self._counters: _Counters = (0, 0, 0, 0, 0, 0, 0, 0.0)
         self._pending: dict[int, Job] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count()
@@ -150,7 +151,7 @@ class ModelProcess:
     @property
     def stats(self) -> BatchStats:
         """The child's batch counters as of its latest reply (no batch sizes list)."""
-        batches, requests, largest, splits, steps, grammar, failures = self._counters
+        batches, requests, largest, splits, steps, grammar, failures, busy = self._counters
         return BatchStats(
             batches=batches,
             requests=requests,
@@ -159,6 +160,7 @@ class ModelProcess:
             steps=steps,
             grammar_batches=grammar,
             grammar_failures=failures,
+            busy_s=busy,
         )
 
     @property

@@ -107,9 +107,13 @@ def is_moe(model_or_config: Any) -> bool:
 
 def experts_modules(model: Any) -> Iterator[tuple[str, Any]]:
     """``(name, module)`` of each experts module of transformers' experts interface
-    (one per MoE layer; dense layers and shared experts have none)."""
+    (one per MoE layer; dense layers and shared experts have none).
+
+    Recognised by what ``use_experts_implementation`` sets on every instance in all
+    transformers 5 releases seen (5.17 and 5.20: ``is_concatenated`` and ``has_gate``;
+    ``_is_expert_parallel`` came later) beside the class's own ``num_experts``."""
     for name, module in model.named_modules():
-        if hasattr(module, "_is_expert_parallel") and hasattr(module, "num_experts"):
+        if all(hasattr(module, a) for a in ("num_experts", "is_concatenated", "has_gate")):
             yield name, module
 
 
