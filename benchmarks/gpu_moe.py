@@ -527,6 +527,7 @@ class Options:
     new_tokens: int = 64
     prompt_tokens: int = 128
     budget_s: float = 480.0
+    sweep_batch: int = 64
     tiny: bool = False
     scale: float = 1.0
     device: str = ""
@@ -721,6 +722,52 @@ def measure_batch(
     print(f"{key} batch {batch}: floor {floor:.3f} ms; {shown or 'nothing measured'}", flush=True)
 
 
+def sweep_kernels(
+    run: Run, key: str, batch: int, model: Any, sides: Sides, profile: WeightProfile
+) -> None:
+    """goa's path at ``batch`` with each experts implementation
+    (:data:`~goa.inference.moe.EXPERTS_IMPLEMENTATIONS`): which kernel the MoE time is in,
+    and whether goa's choice is the fastest here. Metrics ``ms_step_<key>_b<batch>_<impl>``;
+    the model is left with goa's choice."""
+    from goa.inference.moe import EXPERTS_IMPLEMENTATIONS, set_experts_implementation
+
+    options, goa = run.options, sides.goa
+    requests, _ = requests_of_length(goa, batch, options.prompt_tokens)
+    floor = floor_ms(
+        profile.bytes_touched(batch)
+        + kv_bytes(
+            model.config,
+            batch=batch,
+            context=options.prompt_tokens + options.new_tokens // 2,
+            bytes_per_value=profile.bytes_per_parameter,
+        ),
+        run.bandwidth,
+    )
+    sides.as_goa()
+    chosen = sides.goa_experts
+    try:
+        for impl in EXPERTS_IMPLEMENTATIONS:
+            if run.remaining() < 30:
+                run.skip(key, batch, f"goa-{impl}", "budget")
+                continue
+            set_experts_implementation(model, impl)
+            try:
+                timing = timed_path(
+                    functools.partial(_goa_generate, goa, requests), run.device, options.new_tokens
+                )
+            except Exception as exc:
+                reason = "out of memory" if is_oom(exc) else f"error: {type(exc).__name__}: {exc}"
+                run.skip(key, batch, f"goa-{impl}", reason[:500])
+                continue
+            finally:
+                free_memory(run.device)
+            run.metrics[f"ms_step_{key}_b{batch}_{impl}"] = _sig(timing.ms_step)
+            run.metrics[f"roofline_fraction_{key}_b{batch}_{impl}"] = _sig(floor / timing.ms_step)
+            print(f"{key} batch {batch} experts {impl}: {timing.ms_step:.2f} ms/step", flush=True)
+    finally:
+        set_experts_implementation(model, chosen)
+
+
 def measure_model(run: Run, key: str, dtype: Any) -> None:
     from goa.inference.hf_model import HFModel
     from goa.inference.memory_budget import parameter_count
@@ -781,6 +828,9 @@ def measure_model(run: Run, key: str, dtype: Any) -> None:
                 run.first_batch_s = run.elapsed() - model_started
             run.models[key]["goa_experts_implementation"] = sides.goa_experts
             write(run)
+        if profile.moe_layers and options.sweep_batch in options.batches:
+            sweep_kernels(run, key, options.sweep_batch, model, sides, profile)
+            write(run)
     finally:
         goa.close()
         goa.join()
@@ -832,6 +882,12 @@ def parse(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--prompt-tokens", type=int, default=128)
     parser.add_argument("--budget-s", type=float, default=480.0)
+    parser.add_argument(
+        "--sweep-batch",
+        type=int,
+        default=64,
+        help="MoE models: goa's path at this batch size with every experts kernel (0: none)",
+    )
     parser.add_argument("--tiny", action="store_true", help="goa's tiny configs (CPU tests)")
     parser.add_argument("--scale", type=float, default=1.0, help="shrink the real shapes")
     parser.add_argument("--device", default="", help="default: cuda if there is one, else cpu")
@@ -862,6 +918,7 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         new_tokens=args.new_tokens,
         prompt_tokens=args.prompt_tokens,
         budget_s=args.budget_s,
+        sweep_batch=args.sweep_batch,
         tiny=args.tiny,
         scale=args.scale,
         device=args.device,

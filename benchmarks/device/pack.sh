@@ -1,8 +1,9 @@
 #!/bin/bash
 # Here (CPU): prepare what the GPU machine needs for benchmarks/device/start.sh.
 # - .dev/parts/: the four embedded GGUF files (Q4, about 2 GB: half the size of a
-#   bf16 export), tarred and cut into 64 MB parts, for the `device` tool to carry
-#   one part per call (each call carries at most 64 MiB), and .dev/parts.sha256.
+#   bf16 export), tarred and cut into 60 MB parts, for the `device` tool to carry
+#   one part per call (each call carries at most 64 MiB, the working tree included: about
+#   5 MB now), and .dev/parts.sha256.
 # - .dev/small/exports.tgz: the tokenizer, config and manifest files of this
 #   machine's HF exports (`goa models export`), so that the GPU machine only
 #   dequantises weights (the tokenizer is the slow part of reading a GGUF file),
@@ -22,7 +23,7 @@ done
 MODELS_DIR=$(.venv/bin/python -c "from goa import paths; print(paths.models_dir())")
 grep -qx '/.dev/' .git/info/exclude 2>/dev/null || echo '/.dev/' >> .git/info/exclude
 rm -rf .dev/parts .dev/small && mkdir -p .dev/parts .dev/small
-tar -C "$MODELS_DIR" -cf - "${files[@]}" | split -b 64000000 -d -a 3 - .dev/parts/hf.part.
+tar -C "$MODELS_DIR" -cf - "${files[@]}" | split -b 60000000 -d -a 3 - .dev/parts/hf.part.
 cat .dev/parts/hf.part.* | sha256sum | cut -d' ' -f1 > .dev/parts.sha256
 (cd "$EXPORTS" && tar -czf - --exclude model.safetensors "${MODELS[@]}") > .dev/small/exports.tgz
 (cd "$EXPORTS" && sha256sum */model.safetensors) > .dev/small/weights.sha256
