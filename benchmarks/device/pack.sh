@@ -11,10 +11,11 @@
 #   which the GPU machine's own export is checked against.
 # - .dev/whl/: the wheels its Python 3.12 lacks; .dev/data/: the MMLU sample and BIG-Bench
 #   Mistake and Who&When (for benchmarks.audit_bbm_llm and benchmarks.daan_whowhen).
-# Usage: bash benchmarks/device/pack.sh   (from the repository root)
+# Usage: bash benchmarks/device/pack.sh   (from the repository root); MODELS="a b" packs
+# only those models' GGUF files (a Who&When judge run needs one: fewer parts to carry).
 set -euo pipefail
 EXPORTS="${GOA_EXPORTS:-$HOME/.local/share/goa/exports}"
-MODELS=(smollm2-135m gemma3-270m qwen2.5-coder-0.5b qwen2.5-coder-1.5b)
+read -r -a MODELS <<< "${MODELS:-smollm2-135m gemma3-270m qwen2.5-coder-0.5b qwen2.5-coder-1.5b}"
 files=()
 for m in "${MODELS[@]}"; do
     [ -f "$EXPORTS/$m/goa-export.json" ] || .venv/bin/goa models export "$m" --to "$EXPORTS"

@@ -16,7 +16,7 @@ while running && [ $(( $(date +%s) - t0 )) -lt "${1:-540}" ]; do
 done
 gzip -c /root/run/eval-real-local.jsonl > "$OUT/eval-real-local.jsonl.gz" 2>/dev/null
 grep -av 'it/s' /root/run/out.txt | tail -c 20000 > "$OUT/out.txt"
-if ! kill -0 "$pid" 2>/dev/null; then
+if [ "$pid" != 0 ] && ! kill -0 "$pid" 2>/dev/null; then
     # (the working tree is copied afresh by each call: results there can be the committed ones;
     # rebuild them from the log with --summarize-only)
     cp benchmarks/results/eval-real-local.json benchmarks/results/eval-real-local.md \

@@ -12,7 +12,9 @@
 # REPORT (methods to report from the log, when METHODS continues only some), RETRY (1: run again
 # the logged questions whose model calls failed), DAAN (a card id: also start
 # benchmarks.daan_whowhen with that local model as the judge, into /root/run/daan, DAAN_CONC
-# attributions at a time, continuing from the gzipped cases file DAAN_CASES when given).
+# attributions at a time, continuing from the gzipped cases file DAAN_CASES when given, with
+# GOA_MAX_BATCH_TOKENS=DAAN_BATCH_TOKENS when given), EVAL (0: no evaluation, e.g. a judge run
+# alone), MODELS (the models to export: those whose GGUF file came, by default).
 set -euo pipefail
 export PYTHONUNBUFFERED=1
 [ -d .dev/whl ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
@@ -31,8 +33,10 @@ if [ "${DIAG:-1}" = 1 ]; then  # ms/step as the backend now decodes (cuDNN atten
         benchmarks/device/decode_diag.py /root/exports/qwen2.5-coder-1.5b --batch $b --tokens 32 \
         --label "cudnn-off-b$b"; done > /root/run/diag.txt 2>&1) &
 fi
-for m in smollm2-135m gemma3-270m qwen2.5-coder-0.5b qwen2.5-coder-1.5b; do
+for m in ${MODELS:-smollm2-135m gemma3-270m qwen2.5-coder-0.5b qwen2.5-coder-1.5b}; do
     [ -f "/root/exports/$m/model.safetensors" ] && continue  # exported by an earlier call
+    python3 -c "from goa.inference.local_models import is_present; assert is_present('$m')" \
+        2> /dev/null || continue  # its GGUF file did not come (pack.sh MODELS=...)
     python3 -c "from pathlib import Path; from goa.inference.hf_export import export_model; \
 export_model('$m', Path('/root/exports'), tokenizer=False)" > "/root/run/export-$m.txt" 2>&1 &
 done
@@ -40,7 +44,8 @@ wait
 tail -qn 1 /root/run/export-*.txt
 grep -s '^{' /root/run/diag.txt || true
 echo "exported in $(( $(date +%s) - t0 )) s"
-(cd /root/exports && sha256sum -c "$OLDPWD/.dev/small/weights.sha256") || echo "WEIGHTS DIFFER from here"
+(cd /root/exports && sha256sum -c --ignore-missing "$OLDPWD/.dev/small/weights.sha256") \
+    || echo "WEIGHTS DIFFER from here"
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
 export GOA_TRANSFORMERS_DIR=/root/exports GOA_DATA_DIR=/root/goa-data \
     GOA_SHARED_DATA=/root/shared-data GOA_LOCAL_ENGINE=transformers GOA_MAX_BATCH="${MAXB:-256}" \
@@ -78,14 +83,19 @@ if [ -n "${DAAN:-}" ]; then  # Who&When attribution with a real local judge (iss
     mkdir -p /root/run/daan
     [ -n "${DAAN_CASES:-}" ] && [ ! -s /root/run/daan/daan-whowhen.cases.jsonl ] \
         && gunzip -c "$DAAN_CASES" > /root/run/daan/daan-whowhen.cases.jsonl
+    GOA_MAX_BATCH_TOKENS="${DAAN_BATCH_TOKENS:-${GOA_MAX_BATCH_TOKENS:-524288}}" \
     GOA_MEMORY_CHECK=0 setsid nohup python3 -m benchmarks.daan_whowhen --judge "local:$DAAN" \
         --concurrency "${DAAN_CONC:-32}" --budget-s "${DAAN_BUDGET:-420}" --resume \
         --out /root/run/daan > /root/run/daan.txt 2>&1 < /dev/null &
     echo $! > /root/run/daan.pid
 fi
-setsid nohup python3 -m benchmarks.eval_real_local "${args[@]}" \
-    --log /root/run/eval-real-local.jsonl \
-    --command "GOA_LOCAL_ENGINE=transformers GOA_MAX_BATCH=${MAXB:-256} PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True python -m benchmarks.eval_real_local ${args[*]}" \
-    > /root/run/out.txt 2>&1 < /dev/null &
-echo $! > /root/run/pid
+if [ "${EVAL:-1}" = 1 ]; then
+    setsid nohup python3 -m benchmarks.eval_real_local "${args[@]}" \
+        --log /root/run/eval-real-local.jsonl \
+        --command "GOA_LOCAL_ENGINE=transformers GOA_MAX_BATCH=${MAXB:-256} PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True python -m benchmarks.eval_real_local ${args[*]}" \
+        > /root/run/out.txt 2>&1 < /dev/null &
+    echo $! > /root/run/pid
+else
+    echo 0 > /root/run/pid; : > /root/run/out.txt
+fi
 echo started
