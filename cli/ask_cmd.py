@@ -10,35 +10,30 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cli.errors import fail, reports_errors
+from cli.goa_options import (
+    BudgetOption,
+    EarlyExitOption,
+    JudgeChoice,
+    JudgeOption,
+    KOption,
+    PoolingChoice,
+    PoolingOption,
+    RoundsOption,
+    SelectorChoice,
+    SelectorOption,
+    StructuredOption,
+    TimeoutOption,
+)
 
 if TYPE_CHECKING:
     from goa.pipeline import GraphOfAgents
     from goa.pools import Pool
     from goa.result import Result
-
-
-class PoolingChoice(StrEnum):
-    max = "max"
-    mean = "mean"
-
-
-class JudgeChoice(StrEnum):
-    prompt = "prompt"
-    likelihood = "likelihood"
-    auto = "auto"
-
-
-class SelectorChoice(StrEnum):
-    llm = "llm"
-    embedding = "embedding"
-    all = "all"
-    profile = "profile"
 
 
 @reports_errors
@@ -51,44 +46,23 @@ def ask(
         list[str] | None,
         typer.Option("-m", "--model", help="Use only this card (repeatable)."),
     ] = None,
-    k: Annotated[int, typer.Option("-k", min=1, help="How many agents node sampling picks.")] = 3,
-    pooling: Annotated[
-        PoolingChoice,
-        typer.Option(
-            help="max: the top agent's answer; mean: the meta model synthesises all answers."
-        ),
-    ] = PoolingChoice.max,
-    selector: Annotated[SelectorChoice, typer.Option(help="How agents are picked.")] = (
-        SelectorChoice.llm
-    ),
-    judge: Annotated[
-        JudgeChoice,
-        typer.Option(
-            help="How agents score each other: prompt (the paper: a JSON reply), "
-            "likelihood (log-probabilities of each answer; llama.cpp models), auto."
-        ),
-    ] = JudgeChoice.prompt,
+    k: KOption = 3,
+    pooling: PoolingOption = PoolingChoice.max,
+    selector: SelectorOption = SelectorChoice.llm,
+    judge: JudgeOption = JudgeChoice.prompt,
     adaptive_k: Annotated[
         bool, typer.Option(help="Let the meta model's difficulty rating set k.")
     ] = False,
-    rounds: Annotated[int, typer.Option(min=1, help="Rounds of forward and reverse passing.")] = 1,
-    early_exit: Annotated[
-        bool, typer.Option(help="Stop after the first answers when they all agree.")
-    ] = False,
+    rounds: RoundsOption = 1,
+    early_exit: EarlyExitOption = False,
     meta: Annotated[
         str | None, typer.Option(help="Card id of the meta model (default: the pool's largest).")
     ] = None,
-    structured: Annotated[
-        bool, typer.Option(help="Ask for schema-constrained JSON where the backend can.")
-    ] = False,
+    structured: StructuredOption = False,
     max_tokens: Annotated[int, typer.Option(min=1, help="Most tokens per call.")] = 512,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.0,
-    timeout: Annotated[
-        float | None, typer.Option(min=0.001, help="Seconds each call may take.")
-    ] = None,
-    budget: Annotated[
-        float | None, typer.Option(min=0.0, help="Most USD the selected agents may cost.")
-    ] = None,
+    timeout: TimeoutOption = None,
+    budget: BudgetOption = None,
     cache: Annotated[bool, typer.Option(help="Reuse and store answers in the response cache.")] = (
         False
     ),

@@ -15,8 +15,21 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.ask_cmd import JudgeChoice, PoolingChoice, SelectorChoice
 from cli.errors import fail, reports_errors
+from cli.goa_options import (
+    BudgetOption,
+    EarlyExitOption,
+    JudgeChoice,
+    JudgeOption,
+    KOption,
+    PoolingChoice,
+    PoolingOption,
+    RoundsOption,
+    SelectorChoice,
+    SelectorOption,
+    StructuredOption,
+    TimeoutOption,
+)
 
 
 def is_loopback(host: str) -> bool:
@@ -80,32 +93,18 @@ def serve_command(
         bool,
         typer.Option(help="Answer repeated deterministic calls from the shared response cache."),
     ] = True,
-    k: Annotated[int, typer.Option("-k", min=1, help="How many agents node sampling picks.")] = 3,
-    pooling: Annotated[PoolingChoice, typer.Option(help="max or mean pooling.")] = (
-        PoolingChoice.max
-    ),
-    selector: Annotated[SelectorChoice, typer.Option(help="How agents are picked.")] = (
-        SelectorChoice.llm
-    ),
-    judge: Annotated[JudgeChoice, typer.Option(help="How agents score each other.")] = (
-        JudgeChoice.prompt
-    ),
-    rounds: Annotated[int, typer.Option(min=1, help="Rounds of forward and reverse passing.")] = 1,
-    early_exit: Annotated[
-        bool, typer.Option(help="Stop after the first answers when they all agree.")
-    ] = False,
-    structured: Annotated[
-        bool, typer.Option(help="Ask for schema-constrained JSON where the backend can.")
-    ] = False,
+    k: KOption = 3,
+    pooling: PoolingOption = PoolingChoice.max,
+    selector: SelectorOption = SelectorChoice.llm,
+    judge: JudgeOption = JudgeChoice.prompt,
+    rounds: RoundsOption = 1,
+    early_exit: EarlyExitOption = False,
+    structured: StructuredOption = False,
     max_tokens: Annotated[
         int, typer.Option(min=1, help="Most tokens per call (a request's max_tokens overrides).")
     ] = 512,
-    timeout: Annotated[
-        float | None, typer.Option(min=0.001, help="Seconds each agent call may take.")
-    ] = None,
-    budget: Annotated[
-        float | None, typer.Option(min=0.0, help="Most USD the selected agents may cost.")
-    ] = None,
+    timeout: TimeoutOption = None,
+    budget: BudgetOption = None,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
 ) -> None:
     """Serve pools as an OpenAI-compatible endpoint: /v1/models, /v1/chat/completions
