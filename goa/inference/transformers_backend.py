@@ -156,9 +156,11 @@ def load_model(
     max_batch: int = DEFAULT_MAX_BATCH,
     processes: bool | None = None,
 ) -> ServedModel:
-    """The process-wide instance for ``source`` on ``device``, loading it the first time:
-    an :class:`HFModel` here, or a :class:`ModelProcess` when ``processes`` (default:
-    :func:`use_processes`)."""
+    """The process-wide instance for ``source`` on ``device`` in ``dtype``, loading it the
+    first time: an :class:`HFModel` here, or a :class:`ModelProcess` when ``processes``
+    (default: :func:`use_processes`). One copy of the weights per (source, device, dtype):
+    a later call gets the instance the first one built, whatever ``max_batch`` and
+    ``processes`` it passes."""
     try:
         with _loading:  # transformers' lazy module is not safe to resolve from many threads
             import torch
