@@ -377,25 +377,12 @@ async def run_all(
     methods: Mapping[str, AttributionMethod],
     *,
     settings: Sequence[bool] = (True, False),
-    concurrency: int = 16,
-    seed: int = 0,
-    budget_s: float | None = None,
-    reuse: Sequence[CaseResult] = (),
-    on_result: Callable[[CaseResult], None] | None = None,
+    **options: Any,
 ) -> list[CaseResult]:
-    """:func:`attribute_all`, keeping only the cases every (method, setting) finished, so that
-    every method is scored on the same cases; results in the order (setting, method, case)."""
-    finished = await attribute_all(
-        logs,
-        judge,
-        methods,
-        settings=settings,
-        concurrency=concurrency,
-        seed=seed,
-        budget_s=budget_s,
-        reuse=reuse,
-        on_result=on_result,
-    )
+    """:func:`attribute_all` (``options``: its other keyword arguments), keeping only the
+    cases every (method, setting) finished, so that every method is scored on the same cases;
+    results in the order (setting, method, case)."""
+    finished = await attribute_all(logs, judge, methods, settings=settings, **options)
     return complete_cases(finished, len(settings) * len(methods))
 
 

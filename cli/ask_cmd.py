@@ -14,21 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cli import goa_options as opt
 from cli.errors import fail, reports_errors
-from cli.goa_options import (
-    BudgetOption,
-    EarlyExitOption,
-    JudgeChoice,
-    JudgeOption,
-    KOption,
-    PoolingChoice,
-    PoolingOption,
-    RoundsOption,
-    SelectorChoice,
-    SelectorOption,
-    StructuredOption,
-    TimeoutOption,
-)
 
 if TYPE_CHECKING:
     from goa.pipeline import GraphOfAgents
@@ -46,23 +33,23 @@ def ask(
         list[str] | None,
         typer.Option("-m", "--model", help="Use only this card (repeatable)."),
     ] = None,
-    k: KOption = 3,
-    pooling: PoolingOption = PoolingChoice.max,
-    selector: SelectorOption = SelectorChoice.llm,
-    judge: JudgeOption = JudgeChoice.prompt,
+    k: opt.KOption = 3,
+    pooling: opt.PoolingOption = opt.PoolingChoice.max,
+    selector: opt.SelectorOption = opt.SelectorChoice.llm,
+    judge: opt.JudgeOption = opt.JudgeChoice.prompt,
     adaptive_k: Annotated[
         bool, typer.Option(help="Let the meta model's difficulty rating set k.")
     ] = False,
-    rounds: RoundsOption = 1,
-    early_exit: EarlyExitOption = False,
+    rounds: opt.RoundsOption = 1,
+    early_exit: opt.EarlyExitOption = False,
     meta: Annotated[
         str | None, typer.Option(help="Card id of the meta model (default: the pool's largest).")
     ] = None,
-    structured: StructuredOption = False,
+    structured: opt.StructuredOption = False,
     max_tokens: Annotated[int, typer.Option(min=1, help="Most tokens per call.")] = 512,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.0,
-    timeout: TimeoutOption = None,
-    budget: BudgetOption = None,
+    timeout: opt.TimeoutOption = None,
+    budget: opt.BudgetOption = None,
     cache: Annotated[bool, typer.Option(help="Reuse and store answers in the response cache.")] = (
         False
     ),
@@ -93,7 +80,7 @@ def ask(
     from goa.ask import pool_for
     from goa.pipeline import GraphOfAgents
 
-    if selector is SelectorChoice.embedding:  # fetch the embedding model with a progress bar
+    if selector is opt.SelectorChoice.embedding:  # fetch the embedding model with a progress bar
         from goa.embedding import ensure_embedding_model
 
         ensure_embedding_model(progress=True)

@@ -15,21 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
+from cli import goa_options as opt
 from cli.errors import fail, reports_errors
-from cli.goa_options import (
-    BudgetOption,
-    EarlyExitOption,
-    JudgeChoice,
-    JudgeOption,
-    KOption,
-    PoolingChoice,
-    PoolingOption,
-    RoundsOption,
-    SelectorChoice,
-    SelectorOption,
-    StructuredOption,
-    TimeoutOption,
-)
 
 
 def is_loopback(host: str) -> bool:
@@ -93,18 +80,18 @@ def serve_command(
         bool,
         typer.Option(help="Answer repeated deterministic calls from the shared response cache."),
     ] = True,
-    k: KOption = 3,
-    pooling: PoolingOption = PoolingChoice.max,
-    selector: SelectorOption = SelectorChoice.llm,
-    judge: JudgeOption = JudgeChoice.prompt,
-    rounds: RoundsOption = 1,
-    early_exit: EarlyExitOption = False,
-    structured: StructuredOption = False,
+    k: opt.KOption = 3,
+    pooling: opt.PoolingOption = opt.PoolingChoice.max,
+    selector: opt.SelectorOption = opt.SelectorChoice.llm,
+    judge: opt.JudgeOption = opt.JudgeChoice.prompt,
+    rounds: opt.RoundsOption = 1,
+    early_exit: opt.EarlyExitOption = False,
+    structured: opt.StructuredOption = False,
     max_tokens: Annotated[
         int, typer.Option(min=1, help="Most tokens per call (a request's max_tokens overrides).")
     ] = 512,
-    timeout: TimeoutOption = None,
-    budget: BudgetOption = None,
+    timeout: opt.TimeoutOption = None,
+    budget: opt.BudgetOption = None,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
 ) -> None:
     """Serve pools as an OpenAI-compatible endpoint: /v1/models, /v1/chat/completions
@@ -127,7 +114,7 @@ def serve_command(
     from goa.pools import default_pool_name, load_pool
     from goa.serve import ServedPool, create_app, model_id, serve
 
-    if selector is SelectorChoice.embedding:
+    if selector is opt.SelectorChoice.embedding:
         from goa.embedding import ensure_embedding_model
 
         ensure_embedding_model(progress=True)
