@@ -50,6 +50,7 @@ request that does not fit fails with a :class:`~goa.errors.ModelRequestError`.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import queue
 import threading
@@ -67,6 +68,7 @@ from goa.inference.json_grammar import (
 )
 from goa.inference.likelihood import TokenLogprob, shared_prefix
 from goa.inference.moe import ExpertLoad, is_moe
+from goa.inference.switches import env_switch
 from goa.inference.transcript import PLAIN_STOPS, plain_prompt
 from goa.inference.types import ChatRequest, FinishReason, Message, Usage
 
@@ -182,6 +184,9 @@ class HFModel:
         self._constraint: SchemaConstraint | None = None
         # MoE (goa.inference.moe): token slots per expert per layer, for every forward pass
         self.expert_load = ExpertLoad.attach(self.model) if is_moe(self.model) else None
+        # GOA_STATIC_DECODE (goa.inference.static_decode): greedy decoding with a static
+        # cache and a CUDA graph; switched off for this model at its first failure.
+        self.static_decode = env_switch("GOA_STATIC_DECODE", False)
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._worker = threading.Thread(
             target=self._work, name=f"goa-transformers-{name}", daemon=True
@@ -386,6 +391,28 @@ class HFModel:
         schema = first.json_schema if self.grammar else None
         if schema is not None and not grammar_available():
             self.grammar, schema = False, None
+        output = None
+        if self.static_decode and first.temperature <= 0 and schema is None:
+            output = self._static_output(encoded, options, stops)  # GOA_STATIC_DECODE
+        if output is None:
+            output = self._generate_output(encoded, config, extra, schema)
+        self.stats.steps += int(output.shape[1] - width)
+        prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
+        ended = self._stop_ids()
+        return [
+            self._reply(
+                output[row, width:].tolist(), request, stops, ended, int(prompt_lengths[row])
+            )
+            for row, request in enumerate(requests)
+        ]
+
+    def _generate_output(
+        self, encoded: Any, config: Any, extra: dict[str, Any], schema: Any | None
+    ) -> Any:
+        """transformers' ``generate``, under the JSON grammar of ``schema`` when given; a
+        grammar that fails answers unconstrained and stops constraining this model."""
+        import torch
+
         try:
             if schema is not None:
                 extra["logits_processor"] = [self._schema_constraint().processor(schema)]
@@ -404,15 +431,35 @@ class HFModel:
                 output = self.model.generate(**encoded, generation_config=config, **extra)
         else:
             self.stats.grammar_batches += int(schema is not None)
-        self.stats.steps += int(output.shape[1] - width)
-        prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
-        ended = self._stop_ids()
-        return [
-            self._reply(
-                output[row, width:].tolist(), request, stops, ended, int(prompt_lengths[row])
+        return output
+
+    def _static_output(
+        self, encoded: Any, options: dict[str, Any], stops: Sequence[str]
+    ) -> Any | None:
+        """``generate``'s output by :func:`goa.inference.static_decode.static_generate`, or
+        None where it cannot run (then the switch goes off for this model, logged once)."""
+        import torch
+
+        from goa.inference.static_decode import TextStops, static_generate
+
+        try:
+            return static_generate(
+                self.model,
+                encoded["input_ids"],
+                encoded["attention_mask"],
+                max_new_tokens=int(options["max_new_tokens"]),
+                eos_token_ids=list(options["eos_token_id"]),
+                pad_token_id=int(options["pad_token_id"]),
+                stop_check=TextStops(self.tokenizer, stops) if stops else None,
             )
-            for row, request in enumerate(requests)
-        ]
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as exc:  # refused, or the capture failed: generate from now on
+            self.static_decode = False
+            logging.getLogger(__name__).warning(
+                "transformers:%s: static decoding off, using generate: %s", self.name, exc
+            )
+            return None
 
     def _schema_constraint(self) -> SchemaConstraint:
         if self._constraint is None:
