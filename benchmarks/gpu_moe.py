@@ -694,7 +694,7 @@ def measure_batch(
                 )
                 del ids, mask
             elif path == "static":
-                timing = _static_timing(sides, requests, device, options.new_tokens)
+                timing = _static_timing(sides, requests, device, options.new_tokens, run, key)
                 if timing is None:
                     run.skip(key, batch, path, "static decoding refused or failed (see the log)")
                 else:
@@ -754,17 +754,22 @@ def measure_batch(
     print(f"{key} batch {batch}: floor {floor:.3f} ms; {shown or 'nothing measured'}", flush=True)
 
 
-def _static_timing(sides: Sides, requests: Sequence[Any], device: str, new_tokens: int) -> Any:
+def _static_timing(
+    sides: Sides, requests: Sequence[Any], device: str, new_tokens: int, run: Run, key: str
+) -> Any:
     """goa's path with ``GOA_STATIC_DECODE`` on (:mod:`goa.inference.static_decode`: a static
     cache and, on a GPU, the step as a CUDA graph); None when the model fell back to
-    ``generate`` (refused, or the capture failed: HFModel logs why)."""
-    from goa.inference.static_decode import release
+    ``generate`` (refused, or the capture failed: HFModel logs why). Records in the model's
+    entry whether the timed call replayed a captured graph (``static_graph``, by batch)."""
+    from goa.inference.static_decode import captured_graphs, release
 
     goa = sides.goa
     sides.as_goa()
     goa.static_decode = True
     try:
         timing = timed_path(functools.partial(_goa_generate, goa, requests), device, new_tokens)
+        graphs = run.models[key].setdefault("static_graph", {})
+        graphs[str(len(requests))] = captured_graphs(goa.model) > 0
         return timing if goa.static_decode else None
     finally:
         goa.static_decode = False

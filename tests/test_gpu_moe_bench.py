@@ -178,6 +178,7 @@ def test_record_has_the_metrics(tmp_path: Path) -> None:
     assert set(record["goals"]) == {"P6_roofline_b64", "P6_roofline_b1"}
     assert record["goals"]["P6_roofline_b64"]["met"] is False
     assert record["models"]["olmoe"]["experts"] == 8
+    assert record["models"]["olmoe"]["static_graph"] == {"1": False, "2": False}  # no GPU
 
 
 def test_out_of_memory_skips_one_batch_and_continues(

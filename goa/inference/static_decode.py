@@ -154,6 +154,12 @@ def release(model: Any) -> None:
         runners.clear()
 
 
+def captured_graphs(model: Any) -> int:
+    """How many CUDA graphs of decoding steps ``model`` keeps now (0 on a CPU)."""
+    runners = getattr(model, _RUNNERS, None) or {}
+    return sum(1 for runner in runners.values() if runner.graph is not None)
+
+
 def cache_length(prompt_width: int, max_new_tokens: int) -> int:
     """Slots of the static cache for a batch: prompt plus new tokens, rounded up."""
     needed = prompt_width + max_new_tokens
