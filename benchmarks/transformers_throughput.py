@@ -11,6 +11,13 @@ time over the steps of the longest reply). Then every model at once, each from
 its own thread with the largest batch: the combined tokens per second, which
 shows what running several models in one Python process costs.
 
+Each batch is timed twice: by the backend's default path (transformers'
+``generate``) and with static decoding (``GOA_STATIC_DECODE``,
+:mod:`goa.inference.static_decode`: a static cache, on a GPU each step a CUDA
+graph), metrics ``static_*``; a model static decoding refuses (Gemma-3's
+sliding-window layers) or whose capture fails falls back to ``generate``, and
+``static_fallback_<model>`` is 1.
+
 Usage: ``GOA_TRANSFORMERS_DIR=... python -m benchmarks.transformers_throughput
 [--batches 1,64,256] [--max-tokens 128]``. Writes
 ``benchmarks/results/transformers-throughput.json``.
@@ -22,12 +29,14 @@ import argparse
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
-from benchmarks.results_file import gpu_name, machine, write_result
+from benchmarks.results_file import RESULTS_DIR, gpu_name, machine, write_result
 from goa.eval.datasets import load_dataset
 from goa.eval.formatting import answer_format, question_text
 from goa.inference.hf_model import HFModel
+from goa.inference.static_decode import release
 from goa.inference.transformers_backend import TransformersBackend
 from goa.inference.types import ChatRequest
 
@@ -56,6 +65,7 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--batches", default="1,64,256")
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args()
     names = args.models.split(",")
     sizes = [int(b) for b in args.batches.split(",")]
@@ -71,14 +81,24 @@ def main() -> None:
         metrics[f"load_s_{name}"] = round(time.perf_counter() - started, 1)
         timed(loaded[name], pool[:1])  # warm-up
         for size in sizes:
-            seconds, tokens, steps = timed(loaded[name], pool[:size])
-            metrics[f"tok_s_{name}_b{size}"] = round(tokens / seconds, 1)
-            metrics[f"ms_step_{name}_b{size}"] = round(1000 * seconds / max(1, steps), 1)
-            print(
-                f"{name} batch {size}: {tokens / seconds:,.0f} tok/s, "
-                f"{1000 * seconds / max(1, steps):.1f} ms/step",
-                flush=True,
-            )
+            for prefix in ("", "static_"):
+                model.static_decode = prefix == "static_"
+                if model.static_decode:
+                    timed(model, pool[:size])  # captures the step's graph for this shape
+                seconds, tokens, steps = timed(model, pool[:size])
+                metrics[f"{prefix}tok_s_{name}_b{size}"] = round(tokens / seconds, 1)
+                metrics[f"{prefix}ms_step_{name}_b{size}"] = round(
+                    1000 * seconds / max(1, steps), 1
+                )
+                print(
+                    f"{name} batch {size}{' static' if prefix else ''}: "
+                    f"{tokens / seconds:,.0f} tok/s, {1000 * seconds / max(1, steps):.1f} ms/step",
+                    flush=True,
+                )
+                if prefix and not model.static_decode:  # refused, or the capture failed
+                    metrics[f"static_fallback_{name}"] = 1
+        model.static_decode = False
+        release(model.model)
     results: dict[str, tuple[float, int, int]] = {}
 
     def run(name: str) -> None:
@@ -97,7 +117,9 @@ def main() -> None:
     extra: dict[str, Any] = {
         "note": (
             "REAL models (not simulated), greedy, MMLU prompts; tokens are the new tokens "
-            "the replies kept. ms_step is wall time over decoding steps of the longest reply."
+            "the replies kept. ms_step is wall time over decoding steps of the longest reply. "
+            "static_ metrics: the same batches with GOA_STATIC_DECODE (static cache, CUDA "
+            "graph on a GPU), after one untimed call of the same shape."
         ),
         "max_tokens": args.max_tokens,
     }
@@ -109,6 +131,7 @@ def main() -> None:
         command="python -m benchmarks.transformers_throughput " + " ".join(sys.argv[1:]),
         machine_text=machine() + (f"; GPU {gpu}" if gpu else ""),
         extra=extra,
+        directory=args.out,
     )
 
 
