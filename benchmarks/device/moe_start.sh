@@ -1,0 +1,15 @@
+#!/bin/bash
+# On the GPU machine, in the first call of a session (carrying .dev/whl): install the wheels
+# the machine lacks into /tmp/site and start benchmarks.gpu_moe in the background (random
+# weights, no files needed: it runs while the GGUF parts are being copied by later calls).
+# It writes /root/moe/gpu-moe.json (after every batch) and /root/moe/out.txt; a later call
+# copies them to $OUT (start.sh's caller: `cp /root/moe/gpu-moe.json /root/moe/out.txt $OUT/`).
+# Env: MOE_BUDGET (seconds, default 230: done before the part copies are).
+set -euo pipefail
+mkdir -p /root/xfer /root/moe
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .dev/whl/*.whl
+PYTHONPATH="/tmp/site:$PWD" PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
+    setsid nohup python3 -m benchmarks.gpu_moe --out /root/moe --budget-s "${MOE_BUDGET:-230}" \
+    > /root/moe/out.txt 2>&1 < /dev/null &
+echo "gpu_moe started (pid $!)"
