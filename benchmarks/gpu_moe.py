@@ -164,18 +164,10 @@ SHAPES: dict[str, tuple[str, dict[str, Any]]] = {
 """Model key -> (transformers model type, config values), in the order they run
 (the slowest last, where a tight budget cuts it short)."""
 
-TINY_BASE: dict[str, Any] = {
-    "vocab_size": 512,
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 4096,
-    "tie_word_embeddings": False,
-}
-"""``--tiny``: :mod:`goa.testing.tiny_models`' base shape (vocabulary 512 rather than
-263 so that it is not the tokenizer's), with its ``TINY_MOE_CONFIGS`` for the MoE models."""
+TINY_VOCAB = 512
+"""``--tiny``: :mod:`goa.testing.tiny_models`' shape (``TINY_SHAPE``, and ``TINY_MOE_CONFIGS``
+for the MoE models) with a vocabulary of 512 rather than 263, so that it is not the
+tokenizer's."""
 
 _INTERMEDIATES = ("intermediate_size", "moe_intermediate_size", "shared_expert_intermediate_size")
 
@@ -341,9 +333,10 @@ def model_settings(
     intermediate sizes, vocabulary; expert count, top-k and head width kept)."""
     model_type, real = SHAPES[key]
     if tiny:
-        from goa.testing.tiny_models import TINY_MOE_CONFIGS
+        from goa.testing.tiny_models import TINY_MOE_CONFIGS, TINY_SHAPE
 
-        return model_type, {**TINY_BASE, **TINY_MOE_CONFIGS.get(model_type, {})}
+        base = {"vocab_size": TINY_VOCAB, **TINY_SHAPE}
+        return model_type, {**base, **TINY_MOE_CONFIGS.get(model_type, {})}
     settings = dict(real)
     if scale != 1.0:
         heads = int(real["num_attention_heads"])

@@ -17,6 +17,17 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 SPECIAL = ["<pad>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+TINY_SHAPE: dict[str, Any] = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 4096,
+    "tie_word_embeddings": False,
+}
+"""The config values of every tiny model but its vocabulary (MoE models add
+``TINY_MOE_CONFIGS``)."""
 
 
 def tiny_tokenizer(*, chat_template: bool = True) -> Any:
@@ -54,17 +65,7 @@ def tiny_causal_lm(
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    settings: dict[str, Any] = {
-        "vocab_size": vocab_size,
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 4096,
-        "tie_word_embeddings": False,
-        **config,
-    }
+    settings: dict[str, Any] = {"vocab_size": vocab_size, **TINY_SHAPE, **config}
     torch.manual_seed(seed)
     model_config = AutoConfig.for_model(architecture, **settings)
     return AutoModelForCausalLM.from_config(model_config, dtype=torch.float32).eval()
