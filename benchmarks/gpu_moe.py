@@ -541,6 +541,11 @@ class Options:
     out: Path | None = None
     command: str | None = None
 
+    @property
+    def kv_context(self) -> int:
+        """Tokens of KV cache a decoding step reads, on average over the steps."""
+        return self.prompt_tokens + self.new_tokens // 2
+
 
 @dataclass
 class Run:
@@ -638,7 +643,7 @@ def write(run: Run) -> Path:
         "batches": options.batches,
         "new_tokens": options.new_tokens,
         "prompt_tokens": options.prompt_tokens,
-        "context_tokens_for_kv": options.prompt_tokens + options.new_tokens // 2,
+        "context_tokens_for_kv": options.kv_context,
         "budget_s": options.budget_s,
         "elapsed_s": round(run.elapsed(), 1),
         "stopped_early": run.stopped_early,
@@ -709,11 +714,8 @@ def measure_batch(
             run.skip(key, batch, path, reason[:500])
         finally:
             free_memory(device)
-    context = options.prompt_tokens + options.new_tokens // 2
     weights = profile.bytes_touched(batch)
-    kv = kv_bytes(
-        model.config, batch=batch, context=context, bytes_per_value=profile.bytes_per_parameter
-    )
+    kv = step_kv_bytes(run, model, profile, batch)
     floor = floor_ms(weights + kv, run.bandwidth)
     m, suffix = run.metrics, f"{key}_b{batch}"
     m[f"floor_ms_{suffix}"] = _sig(floor)
@@ -769,6 +771,16 @@ def _static_timing(
         release(goa.model)
 
 
+def step_kv_bytes(run: Run, model: Any, profile: WeightProfile, batch: int) -> int:
+    """KV-cache bytes one decoding step of ``batch`` rows reads (at the mean context)."""
+    return kv_bytes(
+        model.config,
+        batch=batch,
+        context=run.options.kv_context,
+        bytes_per_value=profile.bytes_per_parameter,
+    )
+
+
 def sweep_kernels(
     run: Run, key: str, batch: int, model: Any, sides: Sides, profile: WeightProfile
 ) -> None:
@@ -781,14 +793,7 @@ def sweep_kernels(
     options, goa = run.options, sides.goa
     requests, _ = requests_of_length(goa, batch, options.prompt_tokens)
     floor = floor_ms(
-        profile.bytes_touched(batch)
-        + kv_bytes(
-            model.config,
-            batch=batch,
-            context=options.prompt_tokens + options.new_tokens // 2,
-            bytes_per_value=profile.bytes_per_parameter,
-        ),
-        run.bandwidth,
+        profile.bytes_touched(batch) + step_kv_bytes(run, model, profile, batch), run.bandwidth
     )
     sides.as_goa()
     chosen = sides.goa_experts

@@ -265,16 +265,17 @@ class HFModel:
         ``max_batch_tokens`` padded tokens (module docs); a longer row runs alone."""
         batches: list[list[tuple[Job, list[int], int]]] = []
         current: list[tuple[Job, list[int], int]] = []
+        most_new = 0  # the largest max_tokens in ``current``
         for row in sorted(ready, key=lambda r: len(r[1])):
             job, tokens, _ = row
             new = job.request.max_tokens if job.request is not None else 0
-            longest = len(tokens) + max(
-                [new, *(j.request.max_tokens for j, _, _ in current if j.request is not None)]
-            )  # rows are sorted: this row is the longest prompt so far
-            if current and longest * (len(current) + 1) > self.max_batch_tokens:
+            # rows are sorted: this row's prompt is the longest of the batch it joins
+            width = len(tokens) + max(most_new, new)
+            if current and width * (len(current) + 1) > self.max_batch_tokens:
                 batches.append(current)
-                current = []
+                current, most_new = [], 0
             current.append(row)
+            most_new = max(most_new, new)
         if current:
             batches.append(current)
         return batches
