@@ -14,9 +14,9 @@ shows what running several models in one Python process costs.
 Each batch is timed twice: by the backend's default path (transformers'
 ``generate``) and with static decoding (``GOA_STATIC_DECODE``,
 :mod:`goa.inference.static_decode`: a static cache, on a GPU each step a CUDA
-graph), metrics ``static_*``; a model static decoding refuses (Gemma-3's
-sliding-window layers) or whose capture fails falls back to ``generate``, and
-``static_fallback_<model>`` is 1.
+graph), metrics ``static_*``; for a model static decoding refuses (Gemma-3's
+sliding-window layers) or whose capture fails, ``static_fallback_<model>`` is 1
+and no ``static_*`` figure is recorded from then on (those calls ran ``generate``).
 
 Usage: ``GOA_TRANSFORMERS_DIR=... python -m benchmarks.transformers_throughput
 [--batches 1,64,256] [--max-tokens 128]``. Writes
@@ -82,10 +82,15 @@ def main() -> None:
         timed(loaded[name], pool[:1])  # warm-up
         for size in sizes:
             for prefix in ("", "static_"):
+                if prefix and metrics.get(f"static_fallback_{name}"):
+                    continue  # static decoding fell back once: every later call would too
                 model.static_decode = prefix == "static_"
                 if model.static_decode:
                     timed(model, pool[:size])  # captures the step's graph for this shape
                 seconds, tokens, steps = timed(model, pool[:size])
+                if prefix and not model.static_decode:  # refused, or the capture failed
+                    metrics[f"static_fallback_{name}"] = 1
+                    continue  # that call ran generate: not a static figure
                 metrics[f"{prefix}tok_s_{name}_b{size}"] = round(tokens / seconds, 1)
                 metrics[f"{prefix}ms_step_{name}_b{size}"] = round(
                     1000 * seconds / max(1, steps), 1
@@ -95,8 +100,6 @@ def main() -> None:
                     f"{tokens / seconds:,.0f} tok/s, {1000 * seconds / max(1, steps):.1f} ms/step",
                     flush=True,
                 )
-                if prefix and not model.static_decode:  # refused, or the capture failed
-                    metrics[f"static_fallback_{name}"] = 1
         model.static_decode = False
         release(model.model)
     results: dict[str, tuple[float, int, int]] = {}

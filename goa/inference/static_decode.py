@@ -440,6 +440,7 @@ __all__ = [
     "StaticDecodeError",
     "TextStops",
     "cache_length",
+    "captured_graphs",
     "release",
     "static_generate",
     "unsupported_reason",
