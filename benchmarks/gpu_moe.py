@@ -41,10 +41,14 @@ Measured, per model and batch size ``B`` (same model, same prompt tokens of
   a static KV cache, and on a GPU each decoding step replayed as a CUDA graph; the graph
   is captured during the warm-up call; the expert-load hooks count prefill only there).
   When static decoding is refused or its capture fails, HFModel falls back to
-  ``generate``, and the path is recorded under ``skipped``.
+  ``generate``, and the path is recorded under ``skipped``;
+- ``compiled``: ``static`` with the step's forward through ``torch.compile``
+  (``GOA_STATIC_COMPILE``: inductor fuses the small element-wise kernels a CUDA graph
+  still runs one by one; compiled during the warm-up call), only for the models of
+  ``--compile-models`` at the batch sizes of ``--compile-batches`` (each shape compiles).
 
 The headline metrics (``roofline_fraction_b1``, ``roofline_fraction_b64``,
-``speedup_vs_hf_b64``) are of goa's faster path on the OLMoE shape.
+``speedup_vs_hf_b64``) are of goa's fastest path on the OLMoE shape.
 
 Each path runs a warm-up of the same batch and prompt shape first (``WARMUP_TOKENS``
 new tokens), then a prefill-only call (1 new token, time ``t1``) and the full call
@@ -100,9 +104,10 @@ from benchmarks.results_file import gpu_name, machine, write_result
 RESULT_NAME = "gpu-moe"
 HEADLINE_MODEL = "olmoe"
 WARMUP_TOKENS = 4
-PATHS = ("hf", "goa", "static")
-"""transformers' ``generate``; goa's default path; goa's path with ``GOA_STATIC_DECODE``."""
-PREFIX = {"hf": "hf_", "goa": "", "static": "static_"}
+PATHS = ("hf", "goa", "static", "compiled")
+"""transformers' ``generate``; goa's default path; goa's path with ``GOA_STATIC_DECODE``;
+the same with ``GOA_STATIC_COMPILE``."""
+PREFIX = {"hf": "hf_", "goa": "", "static": "static_", "compiled": "compiled_"}
 """Metric-name prefix of each path."""
 COPY_REPEATS = 10
 
@@ -533,6 +538,8 @@ class Options:
     prompt_tokens: int = 128
     budget_s: float = 480.0
     sweep_batch: int = 64
+    compile_models: list[str] = field(default_factory=lambda: [HEADLINE_MODEL])
+    compile_batches: list[int] = field(default_factory=lambda: [1, 64])
     tiny: bool = False
     scale: float = 1.0
     device: str = ""
@@ -599,17 +606,18 @@ def goals(metrics: dict[str, float | int]) -> dict[str, dict[str, Any]]:
 def write(run: Run) -> Path:
     options = run.options
     metrics = dict(run.metrics)
-    # the headline: goa's faster path (default or static decoding) on the headline model
+    # the headline: goa's fastest path (default, static or compiled) on the headline model
+    goa_prefixes = ("", "static_", "compiled_")
     for batch, name in ((64, "b64"), (1, "b1")):
         fractions = [
             metrics.get(f"{prefix}roofline_fraction_{HEADLINE_MODEL}_b{batch}")
-            for prefix in ("", "static_")
+            for prefix in goa_prefixes
         ]
         values = [float(v) for v in fractions if v is not None]
         if values:
             metrics[f"roofline_fraction_{name}"] = max(values)
     speedups = [
-        metrics.get(f"{prefix}speedup_vs_hf_{HEADLINE_MODEL}_b64") for prefix in ("", "static_")
+        metrics.get(f"{prefix}speedup_vs_hf_{HEADLINE_MODEL}_b64") for prefix in goa_prefixes
     ]
     if any(v is not None for v in speedups):
         metrics["speedup_vs_hf_b64"] = max(float(v) for v in speedups if v is not None)
@@ -621,8 +629,10 @@ def write(run: Run) -> Path:
         "the prefill subtracted; roofline_fraction = floor_ms / ms_step; metrics without "
         "a prefix are goa's path (HFModel.generate), static_ ones the same with "
         "GOA_STATIC_DECODE (a static cache and, on a GPU, each decoding step replayed as a "
-        "CUDA graph), hf_ ones transformers' generate; the headline roofline_fraction_b1/_b64 "
-        "and speedup_vs_hf_b64 are of goa's faster path on the OLMoE shape.",
+        "CUDA graph), compiled_ ones static_ with the step's forward through torch.compile "
+        "(GOA_STATIC_COMPILE), hf_ ones transformers' generate; the headline "
+        "roofline_fraction_b1/_b64 and speedup_vs_hf_b64 are of goa's fastest path on the "
+        "OLMoE shape.",
         "floor: (weights touched + KV cache read) / copy bandwidth; weights touched = all "
         "parameters but the routed experts and input embedding, + per MoE layer "
         "E*(1-(1-k/E)^B) experts (expected distinct experts hit by B tokens routed "
@@ -691,8 +701,15 @@ def measure_batch(
                     options.new_tokens,
                 )
                 del ids, mask
-            elif path == "static":
-                timing = _static_timing(sides, requests, device, options.new_tokens, run, key)
+            elif path in ("static", "compiled"):
+                compiled = path == "compiled"
+                if compiled and (
+                    key not in options.compile_models or batch not in options.compile_batches
+                ):
+                    continue
+                timing = _static_timing(
+                    sides, requests, device, options.new_tokens, run, key, compiled=compiled
+                )
                 if timing is None:
                     run.skip(key, batch, path, "static decoding refused or failed (see the log)")
                 else:
@@ -738,10 +755,11 @@ def measure_batch(
         m[f"{prefix}prefill_s_{suffix}"] = _sig(timing.prefill_s)
     if "hf" in timings and "goa" in timings:
         m[f"speedup_vs_hf_{suffix}"] = _sig(timings["hf"].ms_step / timings["goa"].ms_step)
-    if "hf" in timings and "static" in timings:
-        m[f"static_speedup_vs_hf_{suffix}"] = _sig(
-            timings["hf"].ms_step / timings["static"].ms_step
-        )
+    for path in ("static", "compiled"):
+        if "hf" in timings and path in timings:
+            m[f"{PREFIX[path]}speedup_vs_hf_{suffix}"] = _sig(
+                timings["hf"].ms_step / timings[path].ms_step
+            )
     shown = ", ".join(
         f"{path} {t.ms_step:.2f} ms/step ({floor / t.ms_step:.1%} of floor)"
         for path, t in timings.items()
@@ -750,24 +768,38 @@ def measure_batch(
 
 
 def _static_timing(
-    sides: Sides, requests: Sequence[Any], device: str, new_tokens: int, run: Run, key: str
+    sides: Sides,
+    requests: Sequence[Any],
+    device: str,
+    new_tokens: int,
+    run: Run,
+    key: str,
+    *,
+    compiled: bool = False,
 ) -> Any:
     """goa's path with ``GOA_STATIC_DECODE`` on (:mod:`goa.inference.static_decode`: a static
-    cache and, on a GPU, the step as a CUDA graph); None when the model fell back to
-    ``generate`` (refused, or the capture failed: HFModel logs why). Records in the model's
-    entry whether the timed call replayed a captured graph (``static_graph``, by batch)."""
+    cache and, on a GPU, the step as a CUDA graph; ``compiled``: its forward through
+    ``torch.compile`` as well); None when the model fell back to ``generate`` (refused, or
+    the capture failed: HFModel logs why). Records in the model's entry whether the timed
+    call replayed a captured graph (``static_graph`` or ``compiled_graph``, by batch) and,
+    when compiled, the seconds of the warm-up call that compiled (``compile_s``)."""
     from goa.inference.static_decode import captured_graphs, release
 
     goa = sides.goa
     sides.as_goa()
-    goa.static_decode = True
+    goa.static_decode, goa.static_compile = True, compiled
+    started = time.perf_counter()
     try:
         timing = timed_path(functools.partial(_goa_generate, goa, requests), device, new_tokens)
-        graphs = run.models[key].setdefault("static_graph", {})
+        entry = run.models[key]
+        graphs = entry.setdefault("compiled_graph" if compiled else "static_graph", {})
         graphs[str(len(requests))] = captured_graphs(goa.model) > 0
+        if compiled:
+            warmup_s = time.perf_counter() - started - timing.full_s - timing.prefill_s
+            entry.setdefault("compile_s", {})[str(len(requests))] = round(warmup_s, 1)
         return timing if goa.static_decode else None
     finally:
-        goa.static_decode = False
+        goa.static_decode, goa.static_compile = False, False
         release(goa.model)
 
 
@@ -940,6 +972,14 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         default=64,
         help="MoE models: goa's path at this batch size with every experts kernel (0: none)",
     )
+    parser.add_argument(
+        "--compile-models",
+        default=HEADLINE_MODEL,
+        help="models also timed with the compiled static step ('' for none)",
+    )
+    parser.add_argument(
+        "--compile-batches", default="1,64", help="batch sizes of the compiled static step"
+    )
     parser.add_argument("--tiny", action="store_true", help="goa's tiny configs (CPU tests)")
     parser.add_argument("--scale", type=float, default=1.0, help="shrink the real shapes")
     parser.add_argument("--device", default="", help="default: cuda if there is one, else cpu")
@@ -951,6 +991,9 @@ def parse(argv: Sequence[str] | None = None) -> Options:
     unknown = [m for m in models if m not in SHAPES]
     if unknown:
         parser.error(f"unknown models {unknown}: choose from {', '.join(SHAPES)}")
+    compile_models = [m for m in args.compile_models.split(",") if m]
+    if set(compile_models) - set(SHAPES):
+        parser.error(f"--compile-models: choose from {', '.join(SHAPES)}")
     batches = [int(b) for b in args.batches.split(",") if b]
     if not batches or min(batches) < 1:
         parser.error("--batches: positive integers")
@@ -971,6 +1014,8 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         prompt_tokens=args.prompt_tokens,
         budget_s=args.budget_s,
         sweep_batch=args.sweep_batch,
+        compile_models=compile_models,
+        compile_batches=[int(b) for b in args.compile_batches.split(",") if b],
         tiny=args.tiny,
         scale=args.scale,
         device=args.device,

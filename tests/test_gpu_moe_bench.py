@@ -170,9 +170,16 @@ def test_record_has_the_metrics(tmp_path: Path) -> None:
     assert metrics["floor_ms_measured_experts_olmoe_b1"] == pytest.approx(
         metrics["floor_ms_olmoe_b1"], rel=0.01
     )
-    # headline: the OLMoE shape's batch 1 (batch 64 was not run), goa's faster path
+    # the compiled static step: only the headline model, only --compile-batches (1 and 64)
+    assert metrics["compiled_steps_olmoe_b1"] == 3
+    assert metrics["compiled_speedup_vs_hf_olmoe_b1"] > 0
+    assert not [name for name in metrics if name.startswith("compiled_") and "_b2" in name]
+    assert not [name for name in metrics if name.startswith("compiled_") and "llama" in name]
+    assert record["models"]["olmoe"]["compile_s"]["1"] > 0
+    assert record["models"]["olmoe"]["compiled_graph"] == {"1": False}  # no capture on a CPU
+    # headline: the OLMoE shape's batch 1 (batch 64 was not run), goa's fastest path
     assert metrics["roofline_fraction_b1"] == max(
-        metrics["roofline_fraction_olmoe_b1"], metrics["static_roofline_fraction_olmoe_b1"]
+        metrics[f"{prefix}roofline_fraction_olmoe_b1"] for prefix in ("", "static_", "compiled_")
     )
     assert "roofline_fraction_b64" not in metrics
     assert set(record["goals"]) == {"P6_roofline_b64", "P6_roofline_b1"}
@@ -250,3 +257,15 @@ def test_cli_without_gpu_needs_out(capsys: pytest.CaptureFixture[str]) -> None:
     assert options.batches == [1, 2]
     assert options.models == list(gpu_moe.SHAPES)
     assert math.isclose(options.budget_s, 480.0)
+    assert options.compile_models == ["olmoe"]
+    assert options.compile_batches == [1, 64]
+
+
+def test_cli_compile_options(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--tiny", "--device", "cpu", "--out", "/tmp/x"]
+    options = gpu_moe.parse([*base, "--compile-models", "", "--compile-batches", "8"])
+    assert options.compile_models == []
+    assert options.compile_batches == [8]
+    with pytest.raises(SystemExit):
+        gpu_moe.parse([*base, "--compile-models", "mixtral"])
+    assert "--compile-models" in capsys.readouterr().err

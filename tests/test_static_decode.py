@@ -148,7 +148,8 @@ def test_runners_are_kept_per_shape_and_reset(llama: Any) -> None:
     static_decode.release(llama)
     first = _static(llama, batch, [PAD])
     runners = llama._goa_static_runners
-    assert list(runners) == [(len(PROMPTS), cache_length(batch["input_ids"].shape[1], 20), False)]
+    width = batch["input_ids"].shape[1]
+    assert list(runners) == [(len(PROMPTS), cache_length(width, 20), False, False)]
     kept = next(iter(runners.values()))
     assert torch.equal(_static(llama, batch, [PAD]), first)  # same runner, reset
     assert next(iter(runners.values())) is kept
@@ -157,6 +158,21 @@ def test_runners_are_kept_per_shape_and_reset(llama: Any) -> None:
     assert len(runners) == static_decode.MAX_RUNNERS
     static_decode.release(llama)
     assert not runners
+
+
+def test_compiled_step_equals_generate() -> None:
+    """The step's forward through torch.compile (inductor, on the CPU here) decodes the
+    same tokens, rows ending early included; the compiled forward is made once."""
+    model = _model("olmoe")
+    batch = _batch()
+    eos = [PAD, _early_eos(model, batch)]
+    expected = _generate(model, batch, eos)
+    assert torch.equal(_static(model, batch, eos, compile_step=True), expected)
+    forward = static_decode.compiled_forward(model)
+    runner = next(iter(model._goa_static_runners.values()))
+    assert runner.forward is forward
+    assert next(iter(model._goa_static_runners))[3] is True
+    assert torch.equal(_static(model, batch, eos, compile_step=True), expected)
 
 
 def test_cache_length_is_bucketed() -> None:
@@ -304,9 +320,29 @@ def test_hf_model_falls_back_and_switches_off(
 
 def test_switch_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GOA_STATIC_DECODE", raising=False)
+    monkeypatch.delenv("GOA_STATIC_COMPILE", raising=False)
     model = tiny_hf_model()
     assert model.static_decode is False
+    assert model.static_compile is False
     model.close()
+
+
+def test_compile_switch_reaches_static_generate(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[bool] = []
+    original: Callable[..., Any] = static_decode.static_generate
+
+    def wrapper(*args: Any, compile_step: bool = False, **kwargs: Any) -> Any:
+        asked.append(compile_step)
+        return original(*args, **kwargs)  # uncompiled: the switch is what is tested here
+
+    monkeypatch.setattr(static_decode, "static_generate", wrapper)
+    monkeypatch.setenv("GOA_STATIC_COMPILE", "1")
+    for model in _hf(monkeypatch):
+        assert model.static_compile
+        model.generate(_requests()[:2])
+        model.static_compile = False
+        model.generate(_requests()[:2])
+    assert asked == [True, False]
 
 
 # --- CUDA graphs ---------------------------------------------------------------------
@@ -328,6 +364,20 @@ def test_cuda_graph_equals_the_uncaptured_step(architecture: str) -> None:
     assert torch.equal(captured, eager)
     assert torch.equal(_static(model, batch, eos, use_cuda_graph=True), eager)  # replayed again
     assert torch.equal(captured, _generate(model, batch, eos))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_graph_of_the_compiled_step_equals_the_eager_step() -> None:
+    from goa.inference.moe import set_experts_implementation
+
+    model = _model("olmoe").to("cuda")
+    set_experts_implementation(model)
+    batch = _batch("cuda")
+    eos = [PAD, _early_eos(model, batch)]
+    eager = _static(model, batch, eos, use_cuda_graph=False)
+    compiled = _static(model, batch, eos, use_cuda_graph=True, compile_step=True)
+    assert next(iter(model._goa_static_runners.values())).graph is not None
+    assert torch.equal(compiled, eager)
 
 
 def test_experts_hooks_are_detached_only_inside() -> None:

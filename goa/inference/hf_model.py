@@ -187,6 +187,8 @@ class HFModel:
         # GOA_STATIC_DECODE (goa.inference.static_decode): greedy decoding with a static
         # cache and a CUDA graph; switched off for this model at its first failure.
         self.static_decode = env_switch("GOA_STATIC_DECODE", False)
+        # GOA_STATIC_COMPILE: the static step's forward through torch.compile as well
+        self.static_compile = env_switch("GOA_STATIC_COMPILE", False)
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._worker = threading.Thread(
             target=self._work, name=f"goa-transformers-{name}", daemon=True
@@ -452,6 +454,7 @@ class HFModel:
                 eos_token_ids=list(options["eos_token_id"]),
                 pad_token_id=int(options["pad_token_id"]),
                 stop_check=TextStops(self.tokenizer, stops) if stops else None,
+                compile_step=self.static_compile,
             )
         except torch.cuda.OutOfMemoryError:
             raise
