@@ -4,12 +4,15 @@
 # weights, no files needed: it runs while the GGUF parts are being copied by later calls).
 # It writes /root/moe/gpu-moe.json (after every batch) and /root/moe/out.txt; a later call
 # copies them to $OUT (start.sh's caller: `cp /root/moe/gpu-moe.json /root/moe/out.txt $OUT/`).
-# Env: MOE_BUDGET (seconds, default 230: done before the part copies are).
+# Env: MOE_BUDGET (seconds, default 230: done before the part copies are), MOE_ARGS (more
+# arguments of benchmarks.gpu_moe). Its pid goes to /root/moe/pid: a later call can wait for it
+# (`while kill -0 $(cat /root/moe/pid) 2>/dev/null; do sleep 5; done`) before loading the GPU.
 set -euo pipefail
 mkdir -p /root/xfer /root/moe
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .dev/whl/*.whl
 PYTHONPATH="/tmp/site:$PWD" PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
     setsid nohup python3 -m benchmarks.gpu_moe --out /root/moe --budget-s "${MOE_BUDGET:-230}" \
-    > /root/moe/out.txt 2>&1 < /dev/null &
+    ${MOE_ARGS:-} > /root/moe/out.txt 2>&1 < /dev/null &
+echo $! > /root/moe/pid
 echo "gpu_moe started (pid $!)"
