@@ -348,7 +348,7 @@ def test_compile_switch_reaches_static_generate(monkeypatch: pytest.MonkeyPatch)
 # --- CUDA graphs ---------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.gpu
 @pytest.mark.parametrize("architecture", ["llama", "mixtral", "olmoe"])
 def test_cuda_graph_equals_the_uncaptured_step(architecture: str) -> None:
     from goa.inference.moe import set_experts_implementation
@@ -366,7 +366,7 @@ def test_cuda_graph_equals_the_uncaptured_step(architecture: str) -> None:
     assert torch.equal(captured, _generate(model, batch, eos))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.gpu
 def test_cuda_graph_of_the_compiled_step_equals_the_eager_step() -> None:
     from goa.inference.moe import set_experts_implementation
 

@@ -11,8 +11,12 @@ set -euo pipefail
 mkdir -p /root/xfer /root/moe
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .dev/whl/*.whl
-PYTHONPATH="/tmp/site:$PWD" PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
-    setsid nohup python3 -m benchmarks.gpu_moe --out /root/moe --budget-s "${MOE_BUDGET:-230}" \
-    ${MOE_ARGS:-} > /root/moe/out.txt 2>&1 < /dev/null &
+# GPU_TESTS=1: the GPU-only tests of the transformers backend and static decoding (pytest -m gpu)
+# first, into /root/moe/gpu-tests.txt
+tests=true
+[ "${GPU_TESTS:-0}" = 1 ] && tests="python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_static_decode.py tests/test_transformers_backend.py"
+PYTHONPATH="/tmp/site:$PWD" PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True setsid nohup \
+    bash -c "$tests > /root/moe/gpu-tests.txt 2>&1; exec python3 -m benchmarks.gpu_moe \"\$@\"" _ \
+    --out /root/moe --budget-s "${MOE_BUDGET:-230}" ${MOE_ARGS:-} > /root/moe/out.txt 2>&1 < /dev/null &
 echo $! > /root/moe/pid
 echo "gpu_moe started (pid $!)"
