@@ -367,31 +367,17 @@ def test_cuda_graph_equals_the_uncaptured_step(architecture: str) -> None:
 
 
 @pytest.mark.gpu
-def test_cuda_graph_of_the_compiled_step_equals_the_eager_step() -> None:
+def test_cuda_graph_of_the_compiled_step_equals_the_compiled_step() -> None:
+    """In bf16, as goa runs MoE models on a GPU (transformers' compiled grouped_mm wants it).
+    Against the compiled step without capture: the same kernels, so the same tokens (the
+    compiled step against generate is tested on the CPU, in float32)."""
     from goa.inference.moe import set_experts_implementation
 
-    model = _model("olmoe").to("cuda")
+    model = _model("olmoe").to("cuda", torch.bfloat16)
     set_experts_implementation(model)
     batch = _batch("cuda")
     eos = [PAD, _early_eos(model, batch)]
-    eager = _static(model, batch, eos, use_cuda_graph=False)
-    compiled = _static(model, batch, eos, use_cuda_graph=True, compile_step=True)
+    uncaptured = _static(model, batch, eos, use_cuda_graph=False, compile_step=True)
+    captured = _static(model, batch, eos, use_cuda_graph=True, compile_step=True)
     assert next(iter(model._goa_static_runners.values())).graph is not None
-    assert torch.equal(compiled, eager)
-
-
-def test_experts_hooks_are_detached_only_inside() -> None:
-    from goa.inference.moe import ExpertLoad, experts_modules
-
-    model = _model("olmoe")
-    load = ExpertLoad.attach(model)
-    modules = [module for _, module in experts_modules(model)]
-    assert modules
-    assert all(module._forward_pre_hooks for module in modules)
-    with static_decode._experts_hooks_detached(model):
-        assert not any(module._forward_pre_hooks for module in modules)
-        _static(model, _batch(), [PAD], max_new_tokens=2)
-    assert load.snapshot().layers[0].forwards == 0
-    assert all(module._forward_pre_hooks for module in modules)
-    _static(model, _batch(), [PAD], max_new_tokens=3)  # no capture on the CPU: every pass counts
-    assert load.snapshot().layers[0].forwards == 3
+    assert torch.equal(captured, uncaptured)
