@@ -62,18 +62,17 @@ output buffer ``B x L`` token ids.
 
 Compiled steps. With ``compile_step=True`` the step calls the model through
 ``torch.compile(model.forward, dynamic=False)`` (made once per model and kept on
-it): inductor fuses the small element-wise kernels of each layer (the norms,
-the rotary embedding, the router's softmax and top-k) that the eager step
-launches one by one (the step's own bookkeeping, a dozen kernels per step, stays
-eager). A CUDA graph removes the launch cost but not
-the kernels: on an H200 the eager step of an OLMoE-1B-7B shape at batch 1 took
-4.3 ms against a 0.6 ms bandwidth floor, about 55 kernels of a few microseconds
-per layer. The first step of each new ``(B, L)`` compiles (seconds to minutes;
-dynamo recompiles per shape, and past its cache limit runs that shape eagerly);
-prefill is not compiled. A compilation error is raised as
-:class:`StaticDecodeError` where it happens during warm-up (on a GPU) and
-propagates from the first step otherwise; HFModel then falls back to
-``generate`` either way.
+it): inductor fuses the small element-wise kernels of each layer (the norms, the
+rotary embedding, the router's softmax and top-k) that the eager step launches one
+by one (the step's own bookkeeping, a dozen kernels per step, stays eager). A CUDA
+graph removes the launch cost but not the kernels: on an H200 the eager step of an
+OLMoE-1B-7B shape at batch 1 took 4.3 ms against a 0.6 ms bandwidth floor, about 230
+us per layer above it (by our estimate some 50-60 kernels of a few microseconds
+each). The first step of each new ``(B, L)`` compiles (seconds to minutes; dynamo
+recompiles per shape, and past its cache limit runs that shape eagerly); prefill is
+not compiled. A compilation error is raised as :class:`StaticDecodeError` where it
+happens during warm-up (on a GPU) and propagates from the first step otherwise;
+HFModel then falls back to ``generate`` either way.
 
 Limits.
 
