@@ -130,6 +130,7 @@ from benchmarks.results_file import (
     transformers_batching,
     write_result,
 )
+from goa.eval.runlog import RunLog
 from goa.inference.backend import Backend
 from goa.inference.factory import backend_for_card
 from goa.pools import load_pool
@@ -365,17 +366,8 @@ class VoteStore:
             "wall_s": round(pair.wall_s, 3),
             "steps": [None if s is None else s.to_json() for s in pair.steps],
         }
-        line = json.dumps(record, ensure_ascii=False) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("ab") as handle:
-            if handle.tell() > 0:
-                with self.path.open("rb") as reader:
-                    reader.seek(-1, os.SEEK_END)
-                    if reader.read(1) != b"\n":
-                        handle.write(b"\n")
-            handle.write(line.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
+        with RunLog(self.path) as log:  # whole lines, fsynced, a torn last line ended first
+            log.append_raw((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 # ---------------------------------------------------------------------- collecting votes

@@ -84,6 +84,7 @@ from benchmarks.results_file import (
     write_result,
 )
 from goa.eval.datasets import shared_data_dir
+from goa.eval.runlog import RunLog
 from goa.inference.backend import Backend
 from trust.attribution import Attribution, AttributionMethod, Judge
 from trust.attribution_cig import ALL_METHODS
@@ -185,7 +186,8 @@ class CasesFile:
     """The cases JSONL file: one line per finished attribution, with the run's configuration.
 
     :meth:`start` begins the file afresh or, to resume, reads back what it holds;
-    :meth:`append` adds one result durably (flush and fsync) as soon as it finishes;
+    :meth:`append` adds one result durably as soon as it finishes (:class:`RunLog`'s whole-line
+    appends: fsynced, a torn last line that a killed run left is ended first);
     :meth:`rewrite` replaces the file atomically (temp file, then :func:`os.replace`)."""
 
     def __init__(self, path: Path, config: RunConfig) -> None:
@@ -198,18 +200,12 @@ class CasesFile:
 
     def start(self, *, resume: bool) -> list[CaseResult]:
         """This configuration's results already in the file (with ``resume``; none without it,
-        and the file is emptied); the next append starts on a fresh line."""
+        and the file is emptied)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not resume or not self.path.exists():
             self.path.write_text("", encoding="utf-8")
             return []
         self.found, self.kept = self._read()
-        with self.path.open("rb+") as f:
-            if f.seek(0, os.SEEK_END) > 0:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":  # a torn last line
-                    f.write(b"\n")
-                    _sync(f)
         return list(self.found)
 
     def _read(self) -> tuple[list[CaseResult], list[str]]:
@@ -231,9 +227,8 @@ class CasesFile:
         return json.dumps({**result.record(), "config": self.config.record()})
 
     def append(self, result: CaseResult) -> None:
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(self.line(result) + "\n")
-            _sync(f)
+        with RunLog(self.path) as log:
+            log.append_raw((self.line(result) + "\n").encode("utf-8"))
 
     def rewrite(self, results: Sequence[CaseResult]) -> None:
         """The file holds ``results`` (in their order), then what :meth:`start` read back and
