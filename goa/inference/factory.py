@@ -18,6 +18,7 @@ from goa import paths
 from goa.errors import ConfigError
 from goa.inference.backend import Backend
 from goa.inference.cache import CachedBackend, ResponseCache
+from goa.inference.switches import env_count
 
 if TYPE_CHECKING:
     from goa.cards import ModelCard
@@ -81,9 +82,4 @@ def max_batch() -> int:
     """Requests per batch of the transformers backend: ``$GOA_MAX_BATCH``, default 64."""
     from goa.inference.hf_model import DEFAULT_MAX_BATCH
 
-    raw = os.environ.get("GOA_MAX_BATCH", "").strip()
-    if not raw:
-        return DEFAULT_MAX_BATCH
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError("GOA_MAX_BATCH", f"must be a whole number of 1 or more, not {raw!r}")
-    return int(raw)
+    return env_count("GOA_MAX_BATCH", DEFAULT_MAX_BATCH)

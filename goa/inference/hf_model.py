@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import queue
 import threading
 import time
@@ -59,7 +58,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from goa.errors import ConfigError, ModelRequestError
+from goa.errors import ModelRequestError
 from goa.inference.json_grammar import (
     SchemaConstraint,
     grammar_available,
@@ -68,7 +67,7 @@ from goa.inference.json_grammar import (
 )
 from goa.inference.likelihood import TokenLogprob, shared_prefix
 from goa.inference.moe import ExpertLoad, is_moe
-from goa.inference.switches import env_switch
+from goa.inference.switches import env_count, env_switch
 from goa.inference.transcript import PLAIN_STOPS, plain_prompt
 from goa.inference.types import ChatRequest, FinishReason, Message, Usage
 
@@ -590,14 +589,7 @@ class _StopOnText:
 def batch_token_budget() -> int:
     """Padded tokens per batch: ``$GOA_MAX_BATCH_TOKENS``, default
     :data:`DEFAULT_MAX_BATCH_TOKENS` (module docs)."""
-    raw = os.environ.get("GOA_MAX_BATCH_TOKENS", "").strip()
-    if not raw:
-        return DEFAULT_MAX_BATCH_TOKENS
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(
-            "GOA_MAX_BATCH_TOKENS", f"must be a whole number of 1 or more, not {raw!r}"
-        )
-    return int(raw)
+    return env_count("GOA_MAX_BATCH_TOKENS", DEFAULT_MAX_BATCH_TOKENS)
 
 
 def _batch_seed(requests: Sequence[ChatRequest]) -> int:
