@@ -27,14 +27,15 @@ import contextlib
 import itertools
 import multiprocessing
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from multiprocessing.connection import Connection
 from typing import Any
 
 from goa.errors import ModelFileError, ModelRequestError
 from goa.inference.hf_model import BatchStats, HFModel, Job
 
-_Counters = tuple[int, int, int, int, int, int, int, float]
+_Counters = dict[str, Any]
+"""The child's :class:`BatchStats` by field name, but the list of batch sizes."""
 
 
 @dataclass(frozen=True)
@@ -51,16 +52,8 @@ class ProcessSpec:
 
 
 def _counters(stats: BatchStats) -> _Counters:
-    return (
-        stats.batches,
-        stats.requests,
-        stats.largest,
-        stats.splits,
-        stats.steps,
-        stats.grammar_batches,
-        stats.grammar_failures,
-        stats.busy_s,
-    )
+    # not the sizes list: it grows with every batch, and the parent keeps none
+    return {f.name: getattr(stats, f.name) for f in fields(stats) if f.name != "sizes"}
 
 
 def _serve(conn: Connection, spec: ProcessSpec) -> None:
@@ -138,7 +131,7 @@ class ModelProcess:
             self._process.join()
             raise value
         self.load_s = float(value)
-        self._counters: _Counters = (0, 0, 0, 0, 0, 0, 0, 0.0)
+        self._counters: _Counters = _counters(BatchStats())
         self._pending: dict[int, Job] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count()
@@ -151,17 +144,7 @@ class ModelProcess:
     @property
     def stats(self) -> BatchStats:
         """The child's batch counters as of its latest reply (no batch sizes list)."""
-        batches, requests, largest, splits, steps, grammar, failures, busy = self._counters
-        return BatchStats(
-            batches=batches,
-            requests=requests,
-            largest=largest,
-            splits=splits,
-            steps=steps,
-            grammar_batches=grammar,
-            grammar_failures=failures,
-            busy_s=busy,
-        )
+        return BatchStats(**self._counters)
 
     @property
     def pid(self) -> int | None:
