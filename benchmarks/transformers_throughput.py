@@ -91,13 +91,12 @@ def main() -> None:
                 if prefix and not model.static_decode:  # refused, or the capture failed
                     metrics[f"static_fallback_{name}"] = 1
                     continue  # that call ran generate: not a static figure
-                metrics[f"{prefix}tok_s_{name}_b{size}"] = round(tokens / seconds, 1)
-                metrics[f"{prefix}ms_step_{name}_b{size}"] = round(
-                    1000 * seconds / max(1, steps), 1
-                )
+                tok_s, ms_step = tokens / seconds, 1000 * seconds / max(1, steps)
+                metrics[f"{prefix}tok_s_{name}_b{size}"] = round(tok_s, 1)
+                metrics[f"{prefix}ms_step_{name}_b{size}"] = round(ms_step, 1)
                 print(
                     f"{name} batch {size}{' static' if prefix else ''}: "
-                    f"{tokens / seconds:,.0f} tok/s, {1000 * seconds / max(1, steps):.1f} ms/step",
+                    f"{tok_s:,.0f} tok/s, {ms_step:.1f} ms/step",
                     flush=True,
                 )
         model.static_decode = False
