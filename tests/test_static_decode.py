@@ -381,3 +381,20 @@ def test_cuda_graph_of_the_compiled_step_equals_the_compiled_step() -> None:
     captured = _static(model, batch, eos, use_cuda_graph=True, compile_step=True)
     assert next(iter(model._goa_static_runners.values())).graph is not None
     assert torch.equal(captured, uncaptured)
+
+
+def test_experts_hooks_are_detached_only_inside() -> None:
+    from goa.inference.moe import ExpertLoad, experts_modules
+
+    model = _model("olmoe")
+    load = ExpertLoad.attach(model)
+    modules = [module for _, module in experts_modules(model)]
+    assert modules
+    assert all(module._forward_pre_hooks for module in modules)
+    with static_decode._experts_hooks_detached(model):
+        assert not any(module._forward_pre_hooks for module in modules)
+        _static(model, _batch(), [PAD], max_new_tokens=2)
+    assert load.snapshot().layers[0].forwards == 0
+    assert all(module._forward_pre_hooks for module in modules)
+    _static(model, _batch(), [PAD], max_new_tokens=3)  # no capture on the CPU: every pass counts
+    assert load.snapshot().layers[0].forwards == 3
