@@ -21,7 +21,10 @@ Metrics, per method ``M`` (suffix ``_no_gt`` for the setting without the ground 
 labelled one exactly), ``step_acc_pm1_M`` and ``step_acc_pm5_M`` (within 1 and 5 steps),
 ``tokens_M`` (mean prompt + completion tokens per case), ``calls_M`` (mean judge requests per
 case) and ``fallback_M`` (share of cases where the method fell back on a default). Accuracies
-are fractions of the cases. ``random`` uses no judge: its tokens are 0.
+are fractions of the cases. ``random`` uses no judge: its tokens are 0; nor do the two
+reference points, ``graph_root`` (``cig`` without its judge) and ``first_step``
+(:mod:`trust.attribution_references`), which say what a log's shape alone gives. The goal
+``cig_beats_every_baseline`` compares ``cig`` with the Who&When baselines.
 
 Published GPT-4o figures on this subset (agent / step accuracy in %, with ground truth), for
 comparison with a real judge: random 29.1/19.1, all-at-once 54.3/12.5, step-by-step 35.2/25.5,
@@ -86,14 +89,17 @@ from benchmarks.results_file import (
 from goa.eval.datasets import shared_data_dir
 from goa.eval.runlog import RunLog
 from goa.inference.backend import Backend
+from trust.attribution import METHODS as BASELINES
 from trust.attribution import Attribution, AttributionMethod, Judge
 from trust.attribution_cig import ALL_METHODS
 from trust.attribution_prompts import DEFAULT_MAX_STEP_CHARS
+from trust.attribution_references import REFERENCE_METHODS
 from trust.interaction_log import InteractionLog
 from trust.simulated_judge import DEFAULT_NOISE, DEFAULT_NOISE_NO_GT, SimulatedJudgeBackend
 
-METHODS: dict[str, AttributionMethod] = ALL_METHODS
-"""Ours (``cig``, :mod:`trust.attribution_cig`) and the Who&When baselines."""
+METHODS: dict[str, AttributionMethod] = {**ALL_METHODS, **REFERENCE_METHODS}
+"""Ours (``cig``, :mod:`trust.attribution_cig`), the Who&When baselines, and the judge-free
+reference points of :mod:`trust.attribution_references` (not rivals in the goal)."""
 
 NAME = "daan-whowhen"
 
@@ -477,6 +483,11 @@ def _parser() -> argparse.ArgumentParser:
         help="reuse the finished attributions of the cases file (same settings); run the rest",
     )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--note",
+        default="",
+        help="a line kept in the result file (e.g. where the reused attributions were made)",
+    )
     return parser
 
 
@@ -494,7 +505,7 @@ def _goals(
         },
     }
     if "cig" in methods and "step_by_step" in methods and True in settings:
-        rivals = [m for m in methods if m != "cig"]
+        rivals = [m for m in methods if m in BASELINES]  # the Who&When baselines
         ours = metrics.get("agent_acc_cig", 0.0)
         goals["cig_beats_every_baseline"] = {
             "target": "cig's agent-level accuracy (ground truth shown) above every baseline's, "
@@ -573,6 +584,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "published_gpt4o_with_gt": PUBLISHED_GPT4O,
         "batching": transformers_batching(),
     }
+    if args.note:
+        extra["note"] = args.note
     if simulated:
         extra["noise"] = asdict(DEFAULT_NOISE)
         extra["noise_no_gt"] = asdict(DEFAULT_NOISE_NO_GT)

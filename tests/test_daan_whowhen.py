@@ -17,6 +17,7 @@ from benchmarks.daan_whowhen import CaseResult, CasesFile, RunConfig, attribute_
 from goa.inference.backend import Backend
 from goa.inference.types import ChatRequest, Completion
 from trust.attribution import Attribution, Judge
+from trust.attribution_references import REFERENCE_METHODS
 from trust.interaction_log import InteractionLog, Label, Step
 from trust.simulated_judge import DEFAULT_NOISE, DEFAULT_NOISE_NO_GT, SimulatedJudgeBackend
 
@@ -121,8 +122,10 @@ def test_a_budget_cut_keeps_every_finished_attribution_on_disk(
 ) -> None:
     out = tmp_path / "out"
     record = cut_run(monkeypatch, data, out)
-    # random needs no judge, so it finished case 2 too; nothing else of case 2 did
-    expected = all_keys(["1", "3"]) | {("2", "random", True), ("2", "random", False)}
+    # random and the reference points need no judge, so they finished case 2 too; nothing
+    # else of case 2 did
+    free = ("random", *REFERENCE_METHODS)
+    expected = all_keys(["1", "3"]) | {("2", m, t) for m in free for t in (True, False)}
     keys = keys_on_disk(out)
     assert set(keys) == expected
     assert len(keys) == len(expected)
@@ -141,8 +144,10 @@ def test_a_killed_run_keeps_the_cases_it_finished_in_case_major_order(
     keys = keys_on_disk(out)  # case-major: cases 1 and 2 whole, before case 3 began
     assert [key[0] for key in keys[: 2 * PER_CASE]] == ["1"] * PER_CASE + ["2"] * PER_CASE
     assert set(keys[: 2 * PER_CASE]) == all_keys(["1", "2"])
-    # of case 3, at most what needs no judge (random) finished while the run was stopping
-    assert {key[:2] for key in keys[2 * PER_CASE :]} <= {("3", "random")}
+    # of case 3, at most what needs no judge (random, the reference points) finished while
+    # the run was stopping
+    free = {("3", m) for m in ("random", *REFERENCE_METHODS)}
+    assert {key[:2] for key in keys[2 * PER_CASE :]} <= free
 
 
 def test_resume_runs_only_the_missing_attributions_and_matches_one_run(
@@ -157,8 +162,10 @@ def test_resume_runs_only_the_missing_attributions_and_matches_one_run(
     out = tmp_path / "out"
     cut = cut_run(monkeypatch, data, out)
     judges = use_judge(monkeypatch)
-    resumed = run(data, out, "--resume")
+    resumed = run(data, out, "--resume", "--note", "the first part ran elsewhere")
     assert judges[-1].per_case == Counter({"2": case2_calls})  # only case 2's missing ones
+    assert resumed["note"] == "the first part ran elsewhere"
+    assert "note" not in once
     assert resumed["attributions_reused"] == cut["attributions_run"]
     assert resumed["attributions_run"] == N_CASES * PER_CASE - cut["attributions_run"]
     assert resumed["metrics"] == once["metrics"]
