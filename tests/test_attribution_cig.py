@@ -17,17 +17,20 @@ from trust.interaction_log import InteractionLog, Step
 QUESTION = "How many apples are left if Ann has 1204 apples and gives away 306?"
 
 
-def _log() -> InteractionLog:
-    """0 plans; 1 computes a wrong value (1204 - 306 = 998); 2 runs code; 3 is a side remark
-    nobody uses; 4 reports the value of step 1; 5 closes."""
-    steps = [
-        ("Planner", "assistant", "Plan: subtract the apples given away from the apples Ann has."),
-        ("Coder", "assistant", "print(1204 - 306)  # gives 998"),
-        ("Computer_terminal", "tool", "exitcode: 0 (execution succeeded)\nCode output: 998"),
-        ("Critic", "assistant", "By the way, apples are a fruit."),
-        ("Reporter", "assistant", "Coder found the result 998, so the final answer is 998."),
-        ("Reporter", "assistant", "TERMINATE"),
-    ]
+TOY_STEPS = [
+    ("Planner", "assistant", "Plan: subtract the apples given away from the apples Ann has."),
+    ("Coder", "assistant", "print(1204 - 306)  # gives 998"),
+    ("Computer_terminal", "tool", "exitcode: 0 (execution succeeded)\nCode output: 998"),
+    ("Critic", "assistant", "By the way, apples are a fruit."),
+    ("Reporter", "assistant", "Coder found the result 998, so the final answer is 998."),
+    ("Reporter", "assistant", "TERMINATE"),
+]
+"""0 plans; 1 computes a wrong value (1204 - 306 = 998); 2 runs code; 3 is a side remark
+nobody uses; 4 reports the value of step 1; 5 closes."""
+
+
+def toy_log(steps: list[tuple[str, str, str]] = TOY_STEPS) -> InteractionLog:
+    """A log of ``(agent, role, content)`` steps; a tool output refers to the step before it."""
     return InteractionLog(
         id="toy",
         source="test",
@@ -53,7 +56,7 @@ def _asked(request: ChatRequest) -> int:
 
 
 def test_the_anchor_skips_closing_steps_and_candidates_are_its_ancestors() -> None:
-    log = _log()
+    log = toy_log()
     graph = build_cig(log)
     assert failure_anchor(log) == 4
     found = candidates(log, graph)
@@ -64,7 +67,7 @@ def test_the_anchor_skips_closing_steps_and_candidates_are_its_ancestors() -> No
 
 
 def test_the_first_step_judged_decisive_is_the_answer_and_only_premises_are_shown() -> None:
-    log = _log()
+    log = toy_log()
     graph = build_cig(log)
     chain = candidates(log, graph)
     replies = {step: _verdict(step == 1) for step in chain}
@@ -81,7 +84,7 @@ def test_the_first_step_judged_decisive_is_the_answer_and_only_premises_are_show
 
 
 def test_with_no_step_judged_decisive_the_earliest_candidate_is_the_fallback() -> None:
-    log = _log()
+    log = toy_log()
     chain = candidates(log, build_cig(log))
     backend = ScriptedBackend([_verdict(False)] * len(chain))
     result = asyncio.run(cig_attribution(log, Judge(backend), with_ground_truth=False))
@@ -92,7 +95,7 @@ def test_with_no_step_judged_decisive_the_earliest_candidate_is_the_fallback() -
 
 
 def test_max_calls_bounds_the_questions() -> None:
-    log = _log()
+    log = toy_log()
     backend = ScriptedBackend([_verdict(False)] * 10)
     result = asyncio.run(cig_attribution(log, Judge(backend), with_ground_truth=True, max_calls=1))
     assert result.calls == 1
@@ -101,7 +104,7 @@ def test_max_calls_bounds_the_questions() -> None:
 
 
 def test_it_spends_fewer_tokens_than_step_by_step_for_the_same_answers() -> None:
-    log = _log()
+    log = toy_log()
     never = ScriptedBackend(lambda request: _verdict(False))
     ours = asyncio.run(cig_attribution(log, Judge(never), with_ground_truth=True))
     again = ScriptedBackend(lambda request: _verdict(False))
@@ -123,7 +126,7 @@ def test_a_budget_leaves_out_cases_some_method_did_not_finish() -> None:
         return Attribution(method="m", agent="Coder", step=1)
 
     logs = [
-        _log().model_copy(update={"id": case, "label": Label(agent="Coder", step=1)})
+        toy_log().model_copy(update={"id": case, "label": Label(agent="Coder", step=1)})
         for case in ("a", "b")
     ]
     judge = Judge(ScriptedBackend([]))

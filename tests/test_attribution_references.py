@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks import daan_whowhen
 from goa.inference.scripted import ScriptedBackend
+from tests.test_attribution_cig import TOY_STEPS, toy_log
 from trust.attribution import Judge
 from trust.attribution_cig import cig_attribution
 from trust.attribution_references import (
@@ -18,34 +19,11 @@ from trust.attribution_references import (
     first_step_attribution,
     graph_root_attribution,
 )
-from trust.interaction_log import InteractionLog, Step
-
-
-def _log(steps: list[tuple[str, str, str]]) -> InteractionLog:
-    return InteractionLog(
-        id="toy",
-        source="test",
-        question="How many apples are left if Ann has 1204 apples and gives away 306?",
-        steps=tuple(
-            Step(index=i, agent=a, role=r, content=c, refs=(i - 1,) if r == "tool" else ())
-            for i, (a, r, c) in enumerate(steps)
-        ),
-        ground_truth="898",
-    )
-
-
-STEPS = [
-    ("Planner", "assistant", "Plan: subtract the apples given away from the apples Ann has."),
-    ("Coder", "assistant", "print(1204 - 306)  # gives 998"),
-    ("Computer_terminal", "tool", "exitcode: 0 (execution succeeded)\nCode output: 998"),
-    ("Critic", "assistant", "By the way, apples are a fruit."),
-    ("Reporter", "assistant", "Coder found the result 998, so the final answer is 998."),
-    ("Reporter", "assistant", "TERMINATE"),
-]
+from trust.interaction_log import InteractionLog
 
 
 def test_graph_root_is_cigs_answer_when_its_judge_calls_nothing_decisive() -> None:
-    log = _log(STEPS)
+    log = toy_log()
     never = json.dumps({"decisive": False, "reason": "fine"})
     cig = asyncio.run(
         cig_attribution(log, Judge(ScriptedBackend(lambda _: never)), with_ground_truth=True)
@@ -57,7 +35,7 @@ def test_graph_root_is_cigs_answer_when_its_judge_calls_nothing_decisive() -> No
 
 
 def test_first_step_skips_tool_outputs_and_uses_no_judge() -> None:
-    log = _log([("Computer_terminal", "tool", "exitcode: 1"), *STEPS])
+    log = toy_log([("Computer_terminal", "tool", "exitcode: 1"), *TOY_STEPS])
     result = asyncio.run(first_step_attribution(log, None, with_ground_truth=False))
     assert (result.method, result.agent, result.step) == ("first_step", "Planner", 1)
     assert (result.calls, result.total_tokens) == (0, 0)
