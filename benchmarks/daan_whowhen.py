@@ -91,13 +91,12 @@ from goa.eval.runlog import RunLog
 from goa.inference.backend import Backend
 from trust.attribution import METHODS as BASELINES
 from trust.attribution import Attribution, AttributionMethod, Judge
-from trust.attribution_cig import ALL_METHODS
 from trust.attribution_prompts import DEFAULT_MAX_STEP_CHARS
-from trust.attribution_references import REFERENCE_METHODS
+from trust.attribution_references import EVERY_METHOD
 from trust.interaction_log import InteractionLog
 from trust.simulated_judge import DEFAULT_NOISE, DEFAULT_NOISE_NO_GT, SimulatedJudgeBackend
 
-METHODS: dict[str, AttributionMethod] = {**ALL_METHODS, **REFERENCE_METHODS}
+METHODS: dict[str, AttributionMethod] = EVERY_METHOD
 """Ours (``cig``, :mod:`trust.attribution_cig`), the Who&When baselines, and the judge-free
 reference points of :mod:`trust.attribution_references` (not rivals in the goal)."""
 

@@ -6,8 +6,10 @@ instant.
 
 LOG is a Who&When case or the JSON of a GoA run's result (``Result.model_dump_json()``), as
 :func:`trust.log_readers.read_log` reads them. The method is one of
-:data:`trust.attribution_cig.ALL_METHODS` (``cig``, ours, by default; the Who&When baselines);
-every method but ``random`` asks a judge, the model of the card ``--judge`` names. The
+:data:`trust.attribution_references.EVERY_METHOD` (``cig``, ours, by default; the Who&When
+baselines; the judge-free reference points ``graph_root`` and ``first_step``); every method
+but those of :data:`~trust.attribution_references.JUDGE_FREE` asks a judge, the model of the
+card ``--judge`` names. The
 attribution goes on the ledger as one ``attribution`` record (:func:`attribution_record`).
 
 Exit codes: 0 when an attribution was made (a fallback included), 2 for anything to fix first
@@ -34,11 +36,22 @@ if TYPE_CHECKING:
     from trust.cig import CIG, LLMEdgeLinker
     from trust.interaction_log import InteractionLog
 
-METHOD_NAMES = ("cig", "random", "all_at_once", "step_by_step", "binary_search")
-"""For the help text only: the registry is ``trust.attribution_cig.ALL_METHODS``."""
+METHOD_NAMES = (
+    "cig",
+    "random",
+    "all_at_once",
+    "step_by_step",
+    "binary_search",
+    "graph_root",
+    "first_step",
+)
+"""For the help text only: the registry is ``trust.attribution_references.EVERY_METHOD``."""
 
-NO_JUDGE = "random"
-"""The one method that asks no model."""
+NO_JUDGE = ("random", "graph_root", "first_step")
+"""For the help text only: ``trust.attribution_references.JUDGE_FREE``."""
+
+GRAPH_METHODS = ("cig", "graph_root")
+"""The methods that use the causal interaction graph (and so ``--link-with``)."""
 
 LOG_HELP = "The log: a Who&When case (.json) or a GoA run's result JSON."
 
@@ -55,7 +68,7 @@ def attribute(
         typer.Option(
             "--judge",
             metavar="CARD",
-            help=f"The judge: a model card id (required unless --method {NO_JUDGE}).",
+            help=f"The judge: a model card id (not needed by {', '.join(NO_JUDGE)}).",
         ),
     ] = None,
     ground_truth: Annotated[
@@ -72,7 +85,7 @@ def attribute(
             "--link-with",
             metavar="CARD",
             help="Let the model of this card add edges to the causal interaction graph "
-            "(--method cig only; default: the deterministic rules alone).",
+            "(--method cig or graph_root; default: the deterministic rules alone).",
         ),
     ] = None,
     max_step_chars: Annotated[
@@ -94,15 +107,16 @@ def attribute(
     """Attribute a failed multi-agent interaction: name the responsible agent and the decisive
     step (for a GoA run, with its stage and round), why, and what the judge's calls cost. The
     attribution is appended to the ledger."""
-    from trust.attribution_cig import ALL_METHODS
+    from trust.attribution_references import EVERY_METHOD, JUDGE_FREE
 
-    if method not in ALL_METHODS:
-        raise fail(f"unknown method {method!r}; known: {', '.join(ALL_METHODS)}")
-    if method != NO_JUDGE and judge_card is None:
+    if method not in EVERY_METHOD:
+        raise fail(f"unknown method {method!r}; known: {', '.join(EVERY_METHOD)}")
+    judged = method not in JUDGE_FREE
+    if judged and judge_card is None:
         raise fail(f"--method {method} needs a judge: --judge CARD (a model card id)")
-    if link_with is not None and method != "cig":
-        raise fail("--link-with only applies to --method cig")
-    cards = _check_cards(judge_card if method != NO_JUDGE else None, link_with)
+    if link_with is not None and method not in GRAPH_METHODS:
+        raise fail(f"--link-with only applies to --method {' or '.join(GRAPH_METHODS)}")
+    cards = _check_cards(judge_card if judged else None, link_with)
 
     from trust.log_readers import read_log
 
@@ -126,7 +140,7 @@ def attribute(
     )
     step = log.steps[attribution.step]
     round_ = _goa_round(raw, attribution.step) if log.source == "goa" else None
-    judge_id = None if method == NO_JUDGE else judge_card
+    judge_id = judge_card if judged else None
     record = attribution_record(
         log,
         attribution,
@@ -193,9 +207,10 @@ async def _attribute(
     seed: int,
 ) -> tuple[Attribution, CIG, LLMEdgeLinker | None]:
     """Build the CIG (with the linker's edges when there is one) and run the method."""
-    from trust.attribution import Judge, random_attribution
+    from trust.attribution import Judge
     from trust.attribution_cig import ALL_METHODS, cig_attribution
     from trust.attribution_prompts import DEFAULT_MAX_STEP_CHARS
+    from trust.attribution_references import JUDGE_FREE
     from trust.cig import LLMEdgeLinker, abuild_cig
 
     opened: list[Backend] = []
@@ -205,10 +220,8 @@ async def _attribute(
             opened.append(_backend(cards["linker"]))
             linker = LLMEdgeLinker(opened[-1])
         graph = await abuild_cig(log, linker=linker)
-        if method == NO_JUDGE:
-            attribution = await random_attribution(
-                log, None, with_ground_truth=with_ground_truth, seed=seed
-            )
+        if method in JUDGE_FREE:
+            attribution = await _judge_free(log, method, graph, with_ground_truth, seed)
             return attribution, graph, linker
         opened.append(_backend(cards["judge"]))
         judge = Judge(
@@ -229,6 +242,20 @@ async def _attribute(
     finally:
         for backend in opened:
             await backend.aclose()
+
+
+async def _judge_free(
+    log: InteractionLog, method: str, graph: CIG, with_ground_truth: bool, seed: int
+) -> Attribution:
+    """A method of ``JUDGE_FREE``; ``graph_root`` on the graph the command built."""
+    from trust.attribution import random_attribution
+    from trust.attribution_references import first_step_attribution, graph_root_attribution
+
+    if method == "graph_root":
+        return await graph_root_attribution(log, with_ground_truth=with_ground_truth, graph=graph)
+    if method == "first_step":
+        return await first_step_attribution(log, with_ground_truth=with_ground_truth)
+    return await random_attribution(log, None, with_ground_truth=with_ground_truth, seed=seed)
 
 
 def _goa_round(raw: bytes, step: int) -> int | None:

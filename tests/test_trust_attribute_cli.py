@@ -21,6 +21,7 @@ from goa.testing import ScriptedBackend
 from goa.testing.agents import agent, judge_by, make_goa
 from trust.attribution_cig import ALL_METHODS, candidates
 from trust.attribution_prompts import describe_prompt
+from trust.attribution_references import EVERY_METHOD, JUDGE_FREE
 from trust.cig import build_cig
 from trust.ledger import Ledger
 from trust.log_readers import read_log
@@ -153,6 +154,26 @@ def test_random_needs_no_judge(who_and_when: Path, tmp_path: Path) -> None:
     _verifies(ledger)
     with Ledger(ledger) as opened:
         assert opened.entry(0).record["method"] == "random"
+
+
+def test_graph_root_needs_no_judge_and_answers_the_earliest_causal_candidate(
+    who_and_when: Path, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "l.sqlite"
+    result = _attribute(who_and_when, "--method", "graph_root", "--ledger", ledger, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    log = read_log(who_and_when)
+    root = candidates(log, build_cig(log))[0]
+    assert (report["method"], report["step"], report["agent"]) == (
+        "graph_root",
+        root,
+        log.steps[root].agent,
+    )
+    assert (report["judge"], report["calls"], report["total_tokens"]) == (None, 0, 0)
+    _verifies(ledger)
+    with Ledger(ledger) as opened:
+        assert opened.entry(0).record["method"] == "graph_root"
 
 
 # --- A GoA run ------------------------------------------------------------------------------
@@ -293,6 +314,7 @@ def test_unknown_judge_card_is_exit_2_before_the_ledger(who_and_when: Path, tmp_
         ((), "--method cig needs a judge: --judge CARD"),
         (("--method", "nope", "--judge", JUDGE_CARD), "unknown method 'nope'"),
         (("--method", "random", "--link-with", JUDGE_CARD), "--link-with only applies"),
+        (("--method", "first_step", "--link-with", JUDGE_CARD), "--link-with only applies"),
     ],
 )
 def test_bad_options_are_exit_2(
@@ -313,10 +335,12 @@ def test_ground_truth_asked_for_but_absent_is_exit_2(tmp_path: Path) -> None:
 
 
 def test_every_method_is_offered() -> None:
-    from cli.trust_attribute_cmd import METHOD_NAMES
+    from cli.trust_attribute_cmd import METHOD_NAMES, NO_JUDGE
 
-    assert set(METHOD_NAMES) == set(ALL_METHODS)
-    assert next(iter(ALL_METHODS)) == "cig"
+    assert set(METHOD_NAMES) == set(EVERY_METHOD)
+    assert set(ALL_METHODS) < set(EVERY_METHOD)
+    assert next(iter(EVERY_METHOD)) == "cig"
+    assert set(NO_JUDGE) == JUDGE_FREE
 
 
 # --- README ----------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ strong signal (the labelled decisive step is often the first substantive one).
     The first step that is not a tool's output, and its agent: no graph at all.
 
 :data:`REFERENCE_METHODS` holds both, with the signature of
-:class:`~trust.attribution.AttributionMethod`; ``benchmarks.daan_whowhen`` runs them beside
-``cig`` and the Who&When baselines (``trust attribute`` does not offer them).
+:class:`~trust.attribution.AttributionMethod`; :data:`EVERY_METHOD` adds them to ``cig`` and the
+Who&When baselines (what ``trust attribute --method`` and ``benchmarks.daan_whowhen`` offer),
+and :data:`JUDGE_FREE` names the methods that need no judge (these two and ``random``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import random
 
 from trust.attribution import Attribution, AttributionMethod, Judge, check_attributable
-from trust.attribution_cig import candidates
+from trust.attribution_cig import ALL_METHODS, candidates
 from trust.cig import CIG, build_cig
 from trust.interaction_log import InteractionLog
 
@@ -65,5 +66,17 @@ REFERENCE_METHODS: dict[str, AttributionMethod] = {
 }
 """The judge-free reference points by name (the benchmark runs them after the baselines)."""
 
+EVERY_METHOD: dict[str, AttributionMethod] = {**ALL_METHODS, **REFERENCE_METHODS}
+"""Ours (``cig``), the Who&When baselines, then the reference points, by name."""
 
-__all__ = ["REFERENCE_METHODS", "first_step_attribution", "graph_root_attribution"]
+JUDGE_FREE: frozenset[str] = frozenset({"random", *REFERENCE_METHODS})
+"""The methods that ask no model."""
+
+
+__all__ = [
+    "EVERY_METHOD",
+    "JUDGE_FREE",
+    "REFERENCE_METHODS",
+    "first_step_attribution",
+    "graph_root_attribution",
+]
