@@ -67,6 +67,7 @@ from goa.inference.json_grammar import (
 )
 from goa.inference.likelihood import TokenLogprob, shared_prefix
 from goa.inference.moe import ExpertLoad, is_moe
+from goa.inference.static_decode import TextStops
 from goa.inference.switches import env_count, env_switch
 from goa.inference.transcript import PLAIN_STOPS, plain_prompt
 from goa.inference.types import ChatRequest, FinishReason, Message, Usage
@@ -442,7 +443,7 @@ class HFModel:
         None where it cannot run (then the switch goes off for this model, logged once)."""
         import torch
 
-        from goa.inference.static_decode import TextStops, static_generate
+        from goa.inference.static_decode import static_generate
 
         try:
             return static_generate(
@@ -569,21 +570,16 @@ class _StopOnText:
     transformers' own ``stop_strings`` preprocesses the whole vocabulary on every
     ``generate`` call (11 s for Gemma's 262,144 tokens on this project's CPU, all
     of it holding the GIL); this decodes only the last :data:`STOP_WINDOW` tokens
-    of each row per step. Replies are cut at the stop string afterwards either way.
+    of each row per step (:class:`~goa.inference.static_decode.TextStops`, which
+    static decoding uses too). Replies are cut at the stop string afterwards either way.
     """
 
     def __init__(self, tokenizer: Any, stops: Sequence[str], width: int) -> None:
-        self.tokenizer = tokenizer
-        self.stops = tuple(stops)
         self.width = width
+        self.tails = TextStops(tokenizer, stops, window=STOP_WINDOW)
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        import torch
-
-        tails = input_ids[:, self.width :][:, -STOP_WINDOW:].tolist()
-        texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
-        done = [any(stop in text for stop in self.stops) for text in texts]
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+        return self.tails(input_ids[:, self.width :])
 
 
 def batch_token_budget() -> int:
