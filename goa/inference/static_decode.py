@@ -152,8 +152,7 @@ class StaticDecodeError(RuntimeError):
 
 def unsupported_reason(model: Any) -> str | None:
     """Why :func:`static_generate` refuses ``model`` (module docs), or None."""
-    config = model.config
-    attention = getattr(config, "_attn_implementation", None) or "eager"
+    attention = _attention(model)
     if attention not in _MASKED_ATTENTION:
         return f"attention implementation {attention!r} takes no 4-D mask"
     generation = getattr(model, "generation_config", None)
@@ -162,6 +161,11 @@ def unsupported_reason(model: Any) -> str | None:
         if value not in neutral and value != []:
             return f"generation config sets {name}={value!r}"
     return None
+
+
+def _attention(model: Any) -> str:
+    """The model's attention implementation (transformers' default when unset: eager)."""
+    return getattr(model.config, "_attn_implementation", None) or "eager"
 
 
 def release(model: Any) -> None:
@@ -292,7 +296,7 @@ class _Runner:
         kinds = {type(layer).__name__ for layer in self.cache.layers}
         if any(type(layer) is not StaticLayer for layer in self.cache.layers):
             raise StaticDecodeError(f"cache layers {sorted(kinds)} are not all full attention")
-        attention = getattr(model.config, "_attn_implementation", None) or "eager"
+        attention = _attention(model)
         if attention == "sdpa":
             self.mask = torch.zeros((batch, 1, 1, length), dtype=torch.bool, device=device)
             self.allow: float | bool = True
