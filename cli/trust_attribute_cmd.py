@@ -9,8 +9,8 @@ LOG is a Who&When case or the JSON of a GoA run's result (``Result.model_dump_js
 :data:`trust.attribution_references.EVERY_METHOD` (``cig``, ours, by default; the Who&When
 baselines; the judge-free reference points ``graph_root`` and ``first_step``); every method
 but those of :data:`~trust.attribution_references.JUDGE_FREE` asks a judge, the model of the
-card ``--judge`` names. The
-attribution goes on the ledger as one ``attribution`` record (:func:`attribution_record`).
+card ``--judge`` names. The attribution goes on the ledger as one ``attribution`` record
+(:func:`attribution_record`).
 
 Exit codes: 0 when an attribution was made (a fallback included), 2 for anything to fix first
 (a malformed or empty log, an unknown method or card, a missing ``--judge``), as one
